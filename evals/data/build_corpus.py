@@ -50,8 +50,9 @@ def _template(m: re.Match[str]) -> str:
     parts = [p.strip() for p in m.group(2).split("|")]
     name = m.group(1).strip().lower()
     if name in ("convert", "cvt"):
-        if len(parts) >= 4 and parts[1] in RANGE:
-            return f"{parts[0]} {parts[1]} {parts[2]} {parts[3]}"
+        if len(parts) >= 4 and parts[1] in RANGE | {"and(-)"}:
+            sep = "and" if parts[1] == "and(-)" else parts[1]
+            return f"{parts[0]} {sep} {parts[2]} {parts[3]}"
         if len(parts) >= 2:
             return f"{parts[0]} {parts[1]}"
     if name == "lang" and len(parts) >= 2:
