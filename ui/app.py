@@ -1,0 +1,386 @@
+"""Streamlit chat over your documents: ``rag chat`` (or ``streamlit run ui/app.py``).
+
+Display code only: settings come from the same ``Settings`` as the CLI (sidebar choices override them per session),
+every call into the system goes through ``ui.services``, and ``RagError`` is shown as a message, never a traceback.
+Models and the pipeline are cached across reruns and sessions with ``st.cache_resource``.
+
+    $ rag chat --port 8501        # then open http://127.0.0.1:8501
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from rag.config import EmbeddingSettings, LLMSettings, Settings
+from rag.errors import ConfigError, LLMError, RagError, StoreError
+from rag.types import Answer, Message
+from ui import render, services
+from ui.uploads import save_uploads, upload_dir
+
+EMPTY_INDEX = "No documents yet: upload some in **Documents**."
+
+
+# ----------------------------------------------------------------------------------------------------- caching
+# Keys are the JSON of the settings that matter; the objects themselves ride along unhashed (leading underscore).
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def _embedder(key: str, _settings: EmbeddingSettings) -> Any:
+    return services.make_embedder(_settings)
+
+
+@st.cache_resource(show_spinner="Connecting to the language model…")
+def _llm(key: str, _settings: LLMSettings) -> Any:
+    return services.make_llm(_settings)
+
+
+def _close(pipeline: Any) -> None:
+    close = getattr(pipeline, "close", None)
+    if callable(close):
+        close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_close)
+def _pipeline(key: str, _settings: Settings) -> Any:
+    embedder = _embedder(_settings.embedding.model_dump_json(), _settings.embedding)
+    llm_settings = _settings.llm
+    return services.make_pipeline(
+        _settings, embedder=embedder, llm=lambda: _llm(llm_settings.model_dump_json(), llm_settings)
+    )
+
+
+def pipeline_for(settings: Settings) -> Any:
+    return _pipeline(settings.model_dump_json(), settings)
+
+
+# ----------------------------------------------------------------------------------------------------- sidebar
+@st.cache_resource(show_spinner=False)
+def _base_settings() -> Settings:
+    return Settings()  # read once: environment, .env, rag.toml; the sidebar overrides per session
+
+
+def sidebar() -> Settings:
+    base = _base_settings()
+    with st.sidebar:
+        st.title("📚 Ask your documents")
+        if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
+            st.session_state.messages = []
+        st.subheader("Settings")
+        known = services.collections(base)
+        options = known if base.collection in known else [base.collection, *known]
+        collection = st.selectbox(
+            "Collection",
+            options,
+            index=options.index(base.collection),
+            accept_new_options=True,
+            help="Type a new name to start a new collection.",
+        )
+        k = st.slider("Sources per answer (top-k)", 1, 20, base.retrieval.k)
+        modes = list(services.RETRIEVAL_MODES)
+        if services.ui_mode(base) not in modes:
+            modes.append(services.ui_mode(base))
+        mode = st.radio(
+            "Retrieval",
+            modes,
+            index=modes.index(services.ui_mode(base)),
+            horizontal=True,
+            help="dense: embeddings only · hybrid: BM25 + embeddings, fused · reranked: hybrid, then a cross-encoder",
+        )
+        with st.expander("Language model", expanded=False):
+            base_url = st.text_input(
+                "Endpoint",
+                base.llm.base_url or "",
+                placeholder=f"embedded local model ({base.llm.local_host}:{base.llm.local_port})",
+                help="Any OpenAI-compatible /v1 endpoint (vLLM, llama.cpp). Empty: the packaged local model.",
+            )
+            model = st.text_input("Model", base.llm.model or "", placeholder="the server's default")
+    try:
+        return services.with_ui_choices(
+            base, collection=collection or base.collection, k=k, mode=mode, base_url=base_url, model=model
+        )
+    except ConfigError as e:
+        st.sidebar.error(str(e))
+        return base
+
+
+# ----------------------------------------------------------------------------------------------------- chat
+def show_answer(answer: Answer) -> None:
+    """The answer text with citation badges, one popover per citation, and the sources panel."""
+    st.markdown(render.answer_markdown(answer.text))
+    if answer.citations:
+        with st.container(horizontal=True, gap="small"):
+            for c in answer.citations:
+                with st.popover(f"[{c.n}] {render.source_label(c.hit.chunk)}", type="tertiary"):
+                    show_passage(c.n, c.hit.chunk, render.claims_for(answer.text, c.n))
+    if answer.retrieved:
+        cited = {c.n for c in answer.citations}
+        with st.expander(f"Sources ({len(answer.retrieved)})", icon=":material/menu_book:"):
+            for n, hit in enumerate(answer.retrieved, start=1):
+                mark = "✅ cited" if n in cited else "not cited"
+                st.markdown(f"**[{n}] {render.source_label(hit.chunk)}** · score {hit.score:.2f} · {mark}")
+                st.caption(hit.chunk.source)
+                st.markdown(_passage_box(render.passage_html(hit.chunk.text, answer.text if n in cited else "")),
+                            unsafe_allow_html=True)
+
+
+def show_passage(n: int, chunk: Any, claim: str) -> None:
+    st.markdown(f"**[{n}] {render.source_label(chunk)}**")
+    st.caption(chunk.source)
+    st.markdown(_passage_box(render.passage_html(chunk.text, claim)), unsafe_allow_html=True)
+
+
+def _passage_box(inner_html: str) -> str:
+    # pre-wrap keeps the passage's own line breaks; the height cap keeps long chunks from swamping the chat.
+    return (
+        '<div class="rag-passage" style="white-space: pre-wrap; max-height: 22rem; overflow-y: auto; '
+        'font-size: 0.9rem; line-height: 1.45; padding: 0.6rem 0.8rem; border-left: 3px solid #4f8bf9; '
+        f'background: rgba(79,139,249,0.06); border-radius: 0.3rem;">{inner_html}</div>'
+    )
+
+
+def show_message(msg: dict[str, Any]) -> None:
+    with st.chat_message(msg["role"]):
+        if msg.get("error"):
+            st.error(msg["error"], icon=":material/error:")
+        elif msg.get("info"):
+            st.info(msg["info"], icon=":material/info:")
+        elif msg.get("answer") is not None:
+            show_answer(msg["answer"])
+        else:
+            st.markdown(msg["content"])
+
+
+def history() -> list[Message]:
+    """Earlier turns for follow-up questions (failed turns are not part of the conversation)."""
+    turns = []
+    for m in st.session_state.messages:
+        if m.get("error") or m.get("info"):
+            continue
+        turns.append(Message(role=m["role"], content=m["content"]))
+    # drop a trailing question whose answer failed, so the roles keep alternating
+    while turns and turns[-1].role == "user":
+        turns.pop()
+    return turns
+
+
+def ask(question: str, settings: Settings, past: list[Message], has_documents: bool) -> dict[str, Any]:
+    """Stream the answer into the page; return the message to keep in the history."""
+    with st.chat_message("assistant"):
+        if not has_documents:
+            st.info(EMPTY_INDEX, icon=":material/info:")
+            return {"role": "assistant", "content": "", "info": EMPTY_INDEX}
+        placeholder = st.empty()
+        placeholder.markdown("_Searching your documents…_")
+        text, answer = "", None
+        try:
+            pipeline = pipeline_for(settings)
+            for part in pipeline.stream(question, history=past, k=settings.retrieval.k):
+                if isinstance(part, Answer):
+                    answer = part
+                else:
+                    text += part
+                    placeholder.markdown(render.answer_markdown(text) + " ▌")
+        except RagError as e:
+            placeholder.empty()
+            if isinstance(e, LLMError):
+                _llm.clear()  # the next question looks for (or restarts) the server again
+            message = _explain(e, settings)
+            st.error(message, icon=":material/error:")
+            return {"role": "assistant", "content": "", "error": message}
+        if answer is None:  # a pipeline that ended without its final Answer: show what came
+            answer = Answer(question=question, text=text, citations=(), retrieved=(), timings={})
+        with placeholder.container():
+            show_answer(answer)
+        return {"role": "assistant", "content": answer.text, "answer": answer}
+
+
+def _explain(e: RagError, settings: Settings) -> str:
+    if isinstance(e, StoreError) and "empty" in str(e).lower():
+        return EMPTY_INDEX
+    return str(e)
+
+
+def chat_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> None:
+    messages = st.container()
+    with messages:
+        if not st.session_state.messages:
+            if docs:
+                st.caption(
+                    f"Ask a question about the {len(docs)} document{'s' * (len(docs) != 1)} in "
+                    f"**{settings.collection}**. Answers cite their sources as [1], [2], …"
+                )
+            elif docs is not None:
+                st.info(EMPTY_INDEX, icon=":material/info:")
+        for msg in st.session_state.messages:
+            show_message(msg)
+    question = st.chat_input("Ask a question about your documents")
+    if question:
+        with messages:
+            past = history()
+            st.session_state.messages.append({"role": "user", "content": question})
+            show_message(st.session_state.messages[-1])
+            reply = ask(question, settings, past, has_documents=bool(docs) or docs is None)
+            st.session_state.messages.append(reply)
+
+
+# ----------------------------------------------------------------------------------------------------- documents
+def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> None:
+    st.subheader("Add documents")
+    suffixes = sorted({p.rsplit(".", 1)[-1] for p in settings.ingest.include if "." in p})
+    with st.form("upload", clear_on_submit=True, border=False):
+        files = st.file_uploader(
+            "Drop files here (several at once)",
+            type=suffixes,
+            accept_multiple_files=True,
+            max_upload_size=settings.ui.max_upload_mb,
+            help=f"Up to {settings.ui.max_upload_mb} MB per file; saved under {upload_dir(settings)}",
+        )
+        upload = st.form_submit_button("Upload and index", type="primary", icon=":material/upload:")
+    if upload:
+        if not files:
+            st.warning("Choose some files first.")
+        else:
+            try:
+                result = save_uploads(files, settings)
+            except RagError as e:
+                st.error(f"Upload failed: {e}", icon=":material/error:")
+            else:
+                for name, why in result.rejected:
+                    st.error(f"Upload failed for {name}: {why}", icon=":material/error:")
+                if result.saved:
+                    run_ingest(list(result.saved), settings)
+
+    with st.form("folder", border=False):
+        folder = st.text_input("…or index a folder on this machine", placeholder="/path/to/documents")
+        index_folder = st.form_submit_button("Index folder", icon=":material/folder_open:")
+    if index_folder:
+        path = Path(folder.strip()).expanduser()
+        if not folder.strip():
+            st.warning("Type the path of a folder first.")
+        elif not path.exists():
+            st.error(f"No such file or folder: {path}", icon=":material/error:")
+        else:
+            run_ingest([path], settings)
+
+    if st.session_state.get("last_summary"):
+        show_summary(st.session_state.last_summary)
+
+    st.subheader(f"Indexed documents in {settings.collection}")
+    if docs is None:
+        return
+    if not docs:
+        st.info("The collection is empty.", icon=":material/info:")
+        return
+    st.dataframe(
+        [{"document": Path(s).name, "chunks": n, "path": s} for s, n in docs],
+        hide_index=True,
+        use_container_width=True,
+        column_config={"chunks": st.column_config.NumberColumn(width="small")},
+    )
+    sources = [s for s, _ in docs]
+    with st.form("delete", border=False):
+        victim = st.selectbox("Remove a document from the index", sources, format_func=lambda s: Path(s).name)
+        delete = st.form_submit_button("Delete", icon=":material/delete:")
+    if delete and victim:
+        try:
+            removed = services.delete_document(victim, settings)
+        except RagError as e:
+            st.error(str(e), icon=":material/error:")
+            return
+        _pipeline.clear()  # reopen the index on the next question
+        uploaded = upload_dir(settings).resolve()
+        if Path(victim).resolve().parent == uploaded:
+            Path(victim).unlink(missing_ok=True)  # else the next folder index of uploads would bring it back
+        st.session_state.flash = f"Deleted {Path(victim).name} ({removed} chunks)."
+        st.rerun()
+
+
+def run_ingest(paths: list[Path], settings: Settings) -> None:
+    bar = st.progress(0.0, text="Starting…")
+    ctx = _script_ctx()
+
+    def progress(p: Any) -> None:
+        _attach(ctx)  # ingestion may report from worker threads
+        fraction = p.files_done / p.files_total if p.files_total else 1.0
+        bar.progress(min(fraction, 1.0), text=f"{p.files_done}/{p.files_total} files · {Path(p.current).name}")
+
+    _pipeline.clear()  # the index is about to change: let go of the open one
+    try:
+        embedder = _embedder(settings.embedding.model_dump_json(), settings.embedding)
+        summary = services.ingest(paths, settings, progress=progress, embedder=embedder)
+    except RagError as e:
+        bar.empty()
+        st.error(f"Indexing failed: {e}", icon=":material/error:")
+        return
+    bar.empty()
+    st.session_state.last_summary = summary
+    st.session_state.flash = None
+    st.rerun()  # redraw the document list and the chat's empty-index notice
+
+
+def show_summary(summary: Any) -> None:
+    """The same numbers as ``rag ingest`` prints, and each failed file with its reason."""
+    failed = list(summary.failed)
+    (st.warning if failed else st.success)(
+        f"Indexed {summary.files_seen} file{'s' * (summary.files_seen != 1)} in {summary.seconds:.1f} s: "
+        f"{summary.new} new, {summary.changed} changed, {summary.unchanged} unchanged, {len(failed)} failed · "
+        f"{summary.chunks_added} chunks added, {summary.chunks_removed} removed.",
+        icon=":material/warning:" if failed else ":material/check_circle:",
+    )
+    if failed:
+        st.dataframe(
+            [{"file": Path(f.path).name, "reason": f.reason, "path": f.path} for f in failed],
+            hide_index=True,
+            use_container_width=True,
+        )
+
+
+def _script_ctx() -> Any:
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        return get_script_run_ctx()
+    except ImportError:
+        return None
+
+
+def _attach(ctx: Any) -> None:
+    if ctx is None:
+        return
+    try:
+        from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+        if get_script_run_ctx() is None:
+            add_script_run_ctx(threading.current_thread(), ctx)
+    except ImportError:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------------- page
+def load_documents(settings: Settings) -> list[tuple[str, int]] | None:
+    """The collection's documents, or None (with a message) when the index cannot be read."""
+    try:
+        return services.list_documents(settings)
+    except RagError as e:
+        st.error(str(e), icon=":material/error:")
+        return None
+
+
+def main() -> None:
+    st.set_page_config(page_title="Ask your documents", page_icon="📚", layout="centered")
+    st.session_state.setdefault("messages", [])
+    settings = sidebar()
+    docs = load_documents(settings)
+    if st.session_state.get("flash"):
+        st.toast(st.session_state.flash, icon="✅")
+        st.session_state.flash = None
+    chat, documents = st.tabs(["💬 Chat", "📄 Documents"])
+    with chat:
+        chat_tab(settings, docs)
+    with documents:
+        documents_tab(settings, docs)
+
+
+main()

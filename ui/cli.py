@@ -1,0 +1,66 @@
+"""``rag chat``: start the Streamlit app, and the embedded LLM server when no other endpoint is configured.
+
+The app binds to 127.0.0.1 unless told otherwise (it can read and index files on this machine), runs headless
+(no browser is opened for you, no usage statistics are sent), and takes its upload limit from ``ui.max_upload_mb``.
+
+    $ rag chat                          # http://127.0.0.1:8501
+    $ rag chat --host 0.0.0.0 --port 9000
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
+    """The ``streamlit run`` command line for the app.
+
+    >>> cmd = streamlit_command("127.0.0.1", 8501, 200)
+    >>> cmd[3], cmd[cmd.index("--server.address") + 1], cmd[cmd.index("--server.headless") + 1]
+    ('run', '127.0.0.1', 'true')
+    """
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--server.maxUploadSize", str(max_upload_mb),
+        "--server.fileWatcherType", "none",  # an installed app does not hot-reload; saves a watcher thread
+        "--client.toolbarMode", "minimal",
+        "--theme.primaryColor", "#4f8bf9",
+    ]  # fmt: skip
+
+
+def chat_command(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes your documents to the network."),
+    port: int = typer.Option(8501, help="Port of the web app."),
+) -> None:
+    """Chat with your documents in the browser (Streamlit), with cited answers and a documents view."""
+    from rag.config import Settings
+    from rag.errors import RagError
+
+    settings = Settings()
+    if settings.llm.base_url is None:
+        from rag.local_llm import ensure_server
+
+        typer.echo("Starting the embedded language model (reused if already running)…", err=True)
+        try:
+            # Started now so the first answer is quick; the app calls ensure_server too and reuses this one (or
+            # restarts it if it died), so no URL needs passing down.
+            ensure_server(settings.llm)
+        except RagError as e:
+            # The app still opens (documents can be indexed); questions will show this same message.
+            typer.secho(f"warning: {e}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"Open http://{host}:{port} in your browser (Ctrl+C to stop).", err=True)
+    try:
+        code = subprocess.call(streamlit_command(host, port, settings.ui.max_upload_mb))
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)

@@ -1,0 +1,83 @@
+"""Pure text helpers for the chat view: citation labels, answer markdown, the cited part of a passage.
+
+Kept out of ``ui/app.py`` so they can be unit-tested without Streamlit.
+
+Example::
+
+    >>> answer_markdown("Paris is the capital [1][2]. It costs $5.")
+    'Paris is the capital :blue-badge[1]:blue-badge[2]. It costs \\\\$5.'
+    >>> cited_numbers("see [2] and [1, 3]")
+    [2, 1, 3]
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from rag.types import Chunk
+
+_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n{2,}")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = frozenset(
+    "the a an and or of to in on for is are was were be been by with as at from that this these those it its "
+    "which who what when where how not no but if then than so such can may will would should could has have had "
+    "do does did their there they them he she we you your our i".split()
+)
+
+
+def cited_numbers(text: str) -> list[int]:
+    """Source numbers cited in ``text``, in order of first appearance."""
+    seen: dict[int, None] = {}
+    for group in _CITE.findall(text):
+        for n in group.split(","):
+            seen.setdefault(int(n), None)
+    return list(seen)
+
+
+def answer_markdown(text: str) -> str:
+    """The answer as Streamlit markdown: ``[n]`` becomes a small badge, ``$`` does not start LaTeX."""
+    text = text.replace("$", "\\$")
+    return _CITE.sub(lambda m: "".join(f":blue-badge[{n.strip()}]" for n in m.group(1).split(",")), text)
+
+
+def source_label(chunk: Chunk) -> str:
+    """``report.pdf · p. 3`` (the file name, and the page for paged formats)."""
+    name = Path(chunk.source).name or chunk.source
+    return f"{name} · p. {chunk.page}" if chunk.page is not None else name
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if len(w) > 2 and w not in _STOP}
+
+
+def claims_for(answer_text: str, n: int) -> str:
+    """The sentences of the answer that cite ``[n]`` (the whole answer when none does explicitly)."""
+    sentences = [s for s in _SENTENCE.split(answer_text) if s.strip()]
+    citing = [s for s in sentences if n in cited_numbers(s)]
+    return " ".join(citing) if citing else answer_text
+
+
+def passage_html(chunk_text: str, claim: str, *, max_marked: int = 2) -> str:
+    """The chunk as escaped HTML with the sentences that best support ``claim`` wrapped in ``<mark>``.
+
+    Support is word overlap (content words): cheap, transparent, and good enough to point the eye at the cited part.
+
+    >>> passage_html("Cats sleep. Paris is the capital of France.", "The capital of France is Paris [1].")
+    'Cats sleep. <mark>Paris is the capital of France.</mark>'
+    """
+    parts = re.split(r"((?<=[.!?])\s+|\n+)", chunk_text)  # keep separators so the text reads as it was
+    claim_words = _words(claim)
+    scores = [len(_words(p) & claim_words) if i % 2 == 0 else 0 for i, p in enumerate(parts)]
+    best = max(scores, default=0)
+    marked: set[int] = set()
+    if best >= 2 or (best >= 1 and len(claim_words) <= 3):
+        ranked = sorted((i for i, s in enumerate(scores) if s >= max(1, best // 2)), key=lambda i: -scores[i])
+        marked = set(ranked[:max_marked])
+    out = []
+    for i, p in enumerate(parts):
+        esc = html.escape(p)
+        out.append(f"<mark>{esc}</mark>" if i in marked else esc)
+    return "".join(out)
