@@ -65,7 +65,8 @@ class StoreSettings(BaseModel):
     hnsw_ef_construction: int = Field(200, ge=8)
     hnsw_ef_search: int = Field(128, ge=8)
     use_gpu: Literal["auto", "never"] = "auto"  # GPU FAISS / torch exact search when a GPU is present
-    qdrant_mode: Literal["embedded", "edge", "server"] = "embedded"
+    # embedded = the Qdrant engine in-process (qdrant-edge-py; same as "edge"); local = qdrant-client local mode
+    qdrant_mode: Literal["embedded", "edge", "server", "local"] = "embedded"
     qdrant_url: str | None = None  # server mode, e.g. http://qdrant:6333
     qdrant_api_key: str | None = None
     shard_number: int = Field(1, ge=1)
