@@ -65,7 +65,7 @@ def sidebar() -> Settings:
     base = _base_settings()
     with st.sidebar:
         st.title("📚 Ask your documents")
-        if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
+        if st.button("New chat", icon=":material/add_comment:", width="stretch"):
             st.session_state.messages = []
         st.subheader("Settings")
         known = services.collections(base)
@@ -121,8 +121,10 @@ def show_answer(answer: Answer) -> None:
                 mark = "✅ cited" if n in cited else "not cited"
                 st.markdown(f"**[{n}] {render.source_label(hit.chunk)}** · score {hit.score:.2f} · {mark}")
                 st.caption(hit.chunk.source)
-                st.markdown(_passage_box(render.passage_html(hit.chunk.text, answer.text if n in cited else "")),
-                            unsafe_allow_html=True)
+                st.markdown(
+                    _passage_box(render.passage_html(hit.chunk.text, answer.text if n in cited else "")),
+                    unsafe_allow_html=True,
+                )
 
 
 def show_passage(n: int, chunk: Any, claim: str) -> None:
@@ -135,7 +137,7 @@ def _passage_box(inner_html: str) -> str:
     # pre-wrap keeps the passage's own line breaks; the height cap keeps long chunks from swamping the chat.
     return (
         '<div class="rag-passage" style="white-space: pre-wrap; max-height: 22rem; overflow-y: auto; '
-        'font-size: 0.9rem; line-height: 1.45; padding: 0.6rem 0.8rem; border-left: 3px solid #4f8bf9; '
+        "font-size: 0.9rem; line-height: 1.45; padding: 0.6rem 0.8rem; border-left: 3px solid #4f8bf9; "
         f'background: rgba(79,139,249,0.06); border-radius: 0.3rem;">{inner_html}</div>'
     )
 
@@ -276,7 +278,7 @@ def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> Non
     st.dataframe(
         [{"document": Path(s).name, "chunks": n, "path": s} for s, n in docs],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         column_config={"chunks": st.column_config.NumberColumn(width="small")},
     )
     sources = [s for s, _ in docs]
@@ -333,7 +335,7 @@ def show_summary(summary: Any) -> None:
         st.dataframe(
             [{"file": Path(f.path).name, "reason": f.reason, "path": f.path} for f in failed],
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
         )
 
 

@@ -17,8 +17,8 @@ Example::
 from __future__ import annotations
 
 import re
-import uuid
 import unicodedata
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,0 +1,120 @@
+"""Upload name sanitizing and saving, citation rendering, the sidebar's settings mapping, the ``rag chat`` command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.errors import ConfigError
+from ui import render, services
+from ui.cli import streamlit_command
+from ui.uploads import sanitize_filename, save_uploads, upload_dir
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("/etc/shadow", "shadow"),
+        ("..\\..\\Windows\\system.ini", "system.ini"),
+        ("C:\\Users\\me\\Résumé 2024.pdf", "Résumé 2024.pdf"),
+        ("報告書.md", "報告書.md"),
+        ("Ünïcödé – straße.txt", "Ünïcödé – straße.txt"),
+        ("e\u0301te\u0301.txt", "été.txt"),  # decomposed accents are normalised (NFC)
+        ("", "upload"),
+        ("..", "upload"),
+        (".", "upload"),
+        ("   ", "upload"),
+        ("/", "upload"),
+        (".bashrc", "bashrc"),  # no hidden files
+        ("evil\nname\x00.md", "evilname.md"),
+        ("a:b*c?.md", "a_b_c_.md"),
+        ("invoice\u202efdp.exe", "invoicefdp.exe"),  # right-to-left override cannot disguise the suffix
+    ],
+)
+def test_sanitize_filename(raw: str, safe: str) -> None:
+    assert sanitize_filename(raw) == safe
+
+
+def test_sanitize_keeps_suffix_of_overlong_unicode_names() -> None:
+    name = sanitize_filename("é" * 300 + ".pdf")
+    assert name.endswith(".pdf")
+    assert len(name.encode()) <= 255
+
+
+@dataclass
+class Upload:
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def getvalue(self) -> bytes:
+        return self.data
+
+
+def test_save_uploads_stays_inside_the_collection_folder(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, collection="papers", ui={"max_upload_mb": 1})
+    result = save_uploads(
+        [Upload("../../../outside.md", b"# hi"), Upload("big.txt", b"x" * (1024 * 1024 + 1)), Upload("", b"?")],
+        settings,
+    )
+    target = tmp_path / "uploads" / "papers"
+    assert upload_dir(settings) == target
+    assert result.saved == (target / "outside.md", target / "upload")
+    assert (target / "outside.md").read_bytes() == b"# hi"
+    assert not (tmp_path / "outside.md").exists()
+    assert [name for name, _ in result.rejected] == ["big.txt"]
+    assert "1 MB" in result.rejected[0][1]
+    assert sorted(p.name for p in target.iterdir()) == ["outside.md", "upload"]  # no temp files left behind
+
+
+def test_citations_become_badges_and_dollars_stay_literal() -> None:
+    assert render.answer_markdown("Costs $5 [1, 2] and [3].") == (
+        "Costs \\$5 :blue-badge[1]:blue-badge[2] and :blue-badge[3]."
+    )
+    assert render.cited_numbers("a [2] b [1][2] c [10]") == [2, 1, 10]
+
+
+def test_passage_marks_the_cited_sentence_and_escapes_html() -> None:
+    chunk = "Intro <b>text</b>. The warranty lasts two years from delivery. Returns need a receipt."
+    out = render.passage_html(chunk, render.claims_for("Hi. The warranty lasts two years [2]. Other [1].", 2))
+    assert "<mark>The warranty lasts two years from delivery.</mark>" in out
+    assert "&lt;b&gt;text&lt;/b&gt;" in out  # chunk text can never inject markup
+    assert out.count("<mark>") == 1
+    assert "<mark>" not in render.passage_html(chunk, "completely unrelated words")
+
+
+def test_with_ui_choices_maps_modes_and_rejects_bad_collections() -> None:
+    base = Settings()
+    dense = services.with_ui_choices(
+        base, collection="notes", k=7, mode="dense", base_url=" http://h:8000/v1 ", model="m"
+    )
+    assert (dense.collection, dense.retrieval.k, dense.retrieval.mode, dense.retrieval.rerank) == (
+        "notes",
+        7,
+        "dense",
+        False,
+    )
+    assert (dense.llm.base_url, dense.llm.model) == ("http://h:8000/v1", "m")
+    assert services.ui_mode(dense) == "dense"
+    reranked = services.with_ui_choices(base, collection="notes", k=5, mode="reranked", base_url="", model="")
+    assert services.ui_mode(reranked) == "reranked" and reranked.llm.base_url is None
+    with pytest.raises(ConfigError, match="invalid collection name"):
+        services.with_ui_choices(base, collection="../x", k=5, mode="dense", base_url="", model="")
+
+
+def test_chat_command_is_local_headless_and_private_by_default() -> None:
+    cmd = streamlit_command("127.0.0.1", 8600, 50)
+    opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("ui/app.py") and Path(cmd[4]).exists()
+    assert opts["--server.address"] == "127.0.0.1"
+    assert opts["--server.port"] == "8600"
+    assert opts["--server.headless"] == "true"
+    assert opts["--browser.gatherUsageStats"] == "false"
+    assert opts["--server.maxUploadSize"] == "50"
