@@ -42,6 +42,7 @@ class Document:
     file_type: str  # "pdf", "md", "txt", "html"
     file_hash: str  # sha256 of the file's bytes
     page: int | None = None  # 1-based page number for paged formats
+    offset: int = 0  # where ``text`` starts in the whole file's text (large files are loaded in pieces)
 
 
 @dataclass(frozen=True)

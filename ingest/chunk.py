@@ -1,0 +1,109 @@
+"""Chunking: ``Document`` -> ``Chunk``s sized in tokens of the embedding model, with provenance and stable ids.
+
+Splitting is langchain-text-splitters' ``RecursiveCharacterTextSplitter`` (paragraphs, then lines, sentences, words)
+with the embedding model's tokenizer as the length function, so a 256-token chunk is 256 tokens for the model that
+embeds it. Each chunk keeps its character span in the file's text; its id hashes source, page, span and content,
+so the same file chunked again yields the same ids.
+
+Example::
+
+    >>> from rag.types import Document
+    >>> chunker = Chunker(count_tokens=lambda t: len(t.split()), size_tokens=4, overlap_tokens=1)
+    >>> doc = Document(source="/a.txt", text="one two three four five six seven", file_type="txt", file_hash="f")
+    >>> [(c.text, c.start, c.end) for c in chunker.split(doc)]
+    [('one two three four', 0, 18), ('four five six seven', 14, 33)]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
+from typing import Any
+
+from rag.types import Chunk, Document
+
+# Paragraphs, lines, sentence ends, clauses, words, then characters: the order the splitter tries.
+TEXT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def chunk_id(source: str, page: int | None, start: int, end: int, content_hash: str) -> str:
+    """Stable id of a chunk: the same text at the same place of the same file always gets the same id.
+
+    >>> chunk_id("/a.txt", None, 0, 5, "h") == chunk_id("/a.txt", None, 0, 5, "h")
+    True
+    """
+    key = f"{source}\x1f{page if page is not None else ''}\x1f{start}\x1f{end}\x1f{content_hash}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class Chunker:
+    """Splits documents into token-sized chunks. Cheap to build; the splitters are made on first use."""
+
+    def __init__(self, count_tokens: Callable[[str], int], size_tokens: int = 256, overlap_tokens: int = 32) -> None:
+        if overlap_tokens >= size_tokens:
+            raise ValueError(f"overlap_tokens ({overlap_tokens}) must be smaller than size_tokens ({size_tokens})")
+        self.count_tokens = count_tokens
+        self.size_tokens = size_tokens
+        self.overlap_tokens = overlap_tokens
+
+    def _splitter(self, separators: list[str]) -> Any:
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        return RecursiveCharacterTextSplitter(
+            chunk_size=self.size_tokens,
+            chunk_overlap=self.overlap_tokens,
+            length_function=self.count_tokens,
+            separators=separators,
+            keep_separator="end",  # a sentence keeps its full stop; chunks stay contiguous slices of the text
+            strip_whitespace=True,
+        )
+
+    @cached_property
+    def _text_splitter(self) -> Any:
+        return self._splitter(TEXT_SEPARATORS)
+
+    @cached_property
+    def _markdown_splitter(self) -> Any:
+        from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
+
+        # Markdown headings and fences first, then the plain-text ladder.
+        md = RecursiveCharacterTextSplitter.get_separators_for_language(Language.MARKDOWN)
+        seps = [s for s in md if s not in ("\n\n", "\n", " ", "")] + TEXT_SEPARATORS
+        return self._splitter(seps)
+
+    def split(self, doc: Document) -> Iterator[Chunk]:
+        """The chunks of one document, in order; spans index into the file's text (``doc.offset`` added)."""
+        splitter = self._markdown_splitter if doc.file_type == "md" else self._text_splitter
+        text = doc.text
+        cursor = 0
+        for piece in splitter.split_text(text):
+            if not piece.strip():
+                continue
+            # Chunks are contiguous slices in order; overlap means the next one may start before the last ended.
+            start = text.find(piece, cursor)
+            if start == -1:  # regex separators can drop characters: fall back to a search from the beginning
+                start = max(text.find(piece), 0)
+            end = start + len(piece)
+            cursor = start + 1
+            content_hash = sha256_text(piece)
+            s, e = doc.offset + start, doc.offset + end
+            yield Chunk(
+                id=chunk_id(doc.source, doc.page, s, e, content_hash),
+                text=piece,
+                source=doc.source,
+                page=doc.page,
+                start=s,
+                end=e,
+                content_hash=content_hash,
+                file_hash=doc.file_hash,
+                file_type=doc.file_type,
+            )
+
+    def split_all(self, docs: Iterable[Document]) -> Iterator[Chunk]:
+        for doc in docs:
+            yield from self.split(doc)

@@ -1,0 +1,244 @@
+"""Loaders: a file path -> ``Document``s. PDF page by page (pypdf), Markdown and text (encoding detected), HTML
+(visible text only). ``LOADERS`` maps a lower-case suffix to its loader; anything else is skipped and reported.
+
+Loaders are generators so big files never sit whole in memory: PDFs yield one page at a time, and text files
+larger than ``TEXT_PIECE_CHARS`` are decoded incrementally and yielded in pieces cut at paragraph or line breaks
+(each piece's ``offset`` says where it starts in the file's text). Every problem a user can fix is an
+``IngestError`` whose message names it: "encrypted PDF ...", "no extractable text ...", "empty file", ...
+
+Example::
+
+    >>> docs = list(load_file(Path("notes.md"), file_hash="abc"))  # doctest: +SKIP
+    >>> docs[0].file_type, docs[0].page
+    ('md', None)
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rag.errors import IngestError
+from rag.types import Document
+
+Loader = Callable[[Path, str], Iterator[Document]]
+
+SNIFF_BYTES = 64 * 1024  # how much of a text file is read to detect its encoding and binary content
+READ_BYTES = 1 << 20  # text is decoded 1 MiB at a time
+TEXT_PIECE_CHARS = 4_000_000  # text longer than this is yielded in pieces of about this size
+
+_log = logging.getLogger(__name__)
+
+
+def _vanished(path: Path) -> IngestError:
+    return IngestError("file vanished during the run (deleted or moved)")
+
+
+# ---------------------------------------------------------------------------------------------------------- PDF
+def load_pdf(path: Path, file_hash: str) -> Iterator[Document]:
+    """One ``Document`` per page that has text (1-based ``page``).
+
+    Encrypted PDFs are opened with the empty user password when they allow it (common for "protected" PDFs that
+    only restrict printing); a PDF where no page has a text layer raises "no extractable text".
+    """
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+
+    # pypdf logs every recoverable glitch of real-world PDFs as a warning; they are not the user's business.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except (NotImplementedError, DependencyError) as e:  # AES without the crypto extra
+                raise IngestError(f"encrypted PDF that needs a crypto library: pip install 'pypdf[crypto]' ({e})")
+            if not ok:
+                raise IngestError("encrypted PDF (password protected): decrypt it first, e.g. qpdf --decrypt")
+        n_pages = len(reader.pages)
+    except FileNotFoundError as e:
+        raise _vanished(path) from e
+    except IngestError:
+        raise
+    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise IngestError(f"corrupt PDF, pypdf cannot read it: {e or type(e).__name__}") from e
+    if n_pages == 0:
+        raise IngestError("corrupt PDF: it has no pages")
+
+    any_text = False
+    for number in range(n_pages):
+        try:
+            text = reader.pages[number].extract_text() or ""
+        except FileNotDecryptedError as e:
+            raise IngestError("encrypted PDF (password protected): decrypt it first, e.g. qpdf --decrypt") from e
+        except FileNotFoundError as e:
+            raise _vanished(path) from e
+        except Exception as e:  # one broken page must not cost the rest of the document
+            _log.warning("%s: page %d skipped: %s", path, number + 1, e)
+            continue
+        text = text.replace("\x00", "")
+        if text.strip():
+            any_text = True
+            yield Document(source=str(path), text=text, file_type="pdf", file_hash=file_hash, page=number + 1)
+    if not any_text:
+        raise IngestError("no extractable text (a scanned or image-only PDF?): run OCR first, e.g. ocrmypdf")
+
+
+try:  # pypdf raises DependencyError for AES without cryptography; keep the name importable for the except above
+    from pypdf.errors import DependencyError
+except ImportError:  # pragma: no cover - old pypdf
+
+    class DependencyError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+# --------------------------------------------------------------------------------------------------- text files
+def detect_encoding(sample: bytes) -> str:
+    """The encoding of a text sample: UTF-8 (with or without BOM) when it decodes, else charset-normalizer's guess.
+
+    Raises ``IngestError`` for binary content (NUL bytes or no plausible text encoding).
+
+    >>> detect_encoding("naïve café".encode("utf-8"))
+    'utf-8'
+    >>> detect_encoding("Größe über alles, schöne Grüße aus Köln".encode("cp1252"))
+    'cp1252'
+    """
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in sample:
+        raise IngestError("binary file, not text (it contains NUL bytes): check the file type")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)  # a cut multibyte char is fine
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(sample).best()
+    if best is None:
+        raise IngestError("binary file, not text (no text encoding fits): check the file type")
+    return str(best.encoding)
+
+
+def _iter_text_pieces(path: Path) -> Iterator[tuple[int, str]]:
+    """(offset, text) pieces of a text file, decoded incrementally, each cut at a paragraph or line break."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError as e:
+        raise _vanished(path) from e
+    with f:
+        sample = f.read(SNIFF_BYTES)
+        if not sample:
+            raise IngestError("empty file")
+        encoding = detect_encoding(sample)
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        buffer = decoder.decode(sample)
+        offset = 0
+        while True:
+            block = f.read(READ_BYTES)
+            if block:
+                buffer += decoder.decode(block)
+            else:
+                buffer += decoder.decode(b"", final=True)
+            while len(buffer) >= TEXT_PIECE_CHARS:
+                cut = _cut_point(buffer, TEXT_PIECE_CHARS)
+                yield offset, buffer[:cut]
+                offset += cut
+                buffer = buffer[cut:]
+            if not block:
+                break
+        if buffer:
+            yield offset, buffer
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """A cut at or before ``limit`` on a paragraph break, else a line break, else a space, else ``limit``."""
+    for sep in ("\n\n", "\n", " "):
+        i = text.rfind(sep, limit // 2, limit)
+        if i != -1:
+            return i + len(sep)
+    return limit
+
+
+def _text_loader(file_type: str) -> Loader:
+    def load(path: Path, file_hash: str) -> Iterator[Document]:
+        any_text = False
+        for offset, text in _iter_text_pieces(path):
+            if "\x00" in text:
+                raise IngestError("binary file, not text (it contains NUL bytes): check the file type")
+            if text.strip():
+                any_text = True
+                yield Document(source=str(path), text=text, file_type=file_type, file_hash=file_hash, offset=offset)
+        if not any_text:
+            raise IngestError("empty file (only whitespace)")
+
+    load.__name__ = f"load_{file_type}"
+    load.__doc__ = f"``{file_type}`` text, encoding detected, streamed in pieces when large."
+    return load
+
+
+load_text = _text_loader("txt")
+load_markdown = _text_loader("md")
+
+
+# --------------------------------------------------------------------------------------------------------- HTML
+_INVISIBLE = ("script", "style", "noscript", "template", "head", "svg", "iframe", "object")
+_BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)*")
+
+
+def load_html(path: Path, file_hash: str) -> Iterator[Document]:
+    """The visible text of an HTML page (scripts, styles and the head dropped), one ``Document``."""
+    from bs4 import BeautifulSoup
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as e:
+        raise _vanished(path) from e
+    if not raw.strip():
+        raise IngestError("empty file")
+    if b"\x00" in raw[:SNIFF_BYTES] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise IngestError("binary file, not HTML (it contains NUL bytes): check the file type")
+    # BeautifulSoup detects the encoding itself (BOM, <meta charset>, then charset-normalizer).
+    soup = BeautifulSoup(raw, "lxml")
+    for tag in soup(_INVISIBLE):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    text = soup.get_text("\n")
+    text = "\n".join(line.strip() for line in text.splitlines())
+    text = _BLANK_LINES.sub("\n\n", text).strip()
+    if title and not text.startswith(title):
+        text = f"{title}\n\n{text}"
+    if not text:
+        raise IngestError("no visible text in this HTML page")
+    yield Document(source=str(path), text=text, file_type="html", file_hash=file_hash)
+
+
+LOADERS: dict[str, Loader] = {
+    ".pdf": load_pdf,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".txt": load_text,
+    ".text": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+}
+
+
+def load_file(path: Path, file_hash: str) -> Iterator[Document]:
+    """The ``Document``s of one file, by suffix; ``IngestError`` for unsupported types or unreadable files."""
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise IngestError(f"unsupported file type {path.suffix or '(no suffix)'!r}; supported: {', '.join(LOADERS)}")
+    try:
+        yield from loader(path, file_hash)
+    except FileNotFoundError as e:
+        raise _vanished(path) from e
+    except PermissionError as e:
+        raise IngestError(f"permission denied: {e.strerror}; check the file's permissions") from e
+    except IsADirectoryError as e:
+        raise IngestError("a directory with a file's name") from e

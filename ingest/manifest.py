@@ -1,0 +1,107 @@
+"""The ingestion manifest: which file (by content hash) is in the collection, with how many chunks.
+
+A small SQLite database beside the index (``collection_dir / "manifest.sqlite"``). A file is marked ``pending``
+*before* its old chunks are touched and ``done`` only after its new chunks are committed to the store, so a crash at
+any point leaves either a ``done`` file whose chunks are all in the store, or a ``pending``/missing one that the next
+run ingests again. Size and mtime let an unchanged file be recognised without hashing it (like ``git status``);
+the content hash decides when they differ.
+
+Example::
+
+    >>> m = Manifest(Path(tmp) / "manifest.sqlite")  # doctest: +SKIP
+    >>> m.mark_pending("/a.txt"); m.mark_done(FileRecord("/a.txt", "h", 10, 1, "cfg", 3))  # doctest: +SKIP
+    >>> m.get("/a.txt").chunks  # doctest: +SKIP
+    3
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    source      TEXT PRIMARY KEY,
+    file_hash   TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    config_key  TEXT NOT NULL,
+    chunks      INTEGER NOT NULL,
+    status      TEXT NOT NULL,          -- 'done' or 'pending'
+    updated_at  REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    source: str
+    file_hash: str
+    size: int
+    mtime_ns: int
+    config_key: str  # hash of what shaped the chunks (model, chunk size, loader version): a change re-ingests
+    chunks: int
+    status: str = "done"
+
+
+class Manifest:
+    """Per-collection record of ingested files; every write commits at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open the ingestion manifest {path}: {e}; is the data directory writable?") from e
+
+    def get(self, source: str) -> FileRecord | None:
+        row = self._db.execute(
+            "SELECT source, file_hash, size, mtime_ns, config_key, chunks, status FROM files WHERE source = ?",
+            (source,),
+        ).fetchone()
+        return FileRecord(*row) if row else None
+
+    def all(self) -> dict[str, FileRecord]:
+        rows = self._db.execute(
+            "SELECT source, file_hash, size, mtime_ns, config_key, chunks, status FROM files"
+        ).fetchall()
+        return {r[0]: FileRecord(*r) for r in rows}
+
+    def mark_pending(self, source: str) -> None:
+        """Say "this file's chunks are being replaced" before touching them (crash-safe ordering)."""
+        self._db.execute(
+            "INSERT INTO files VALUES (?, '', 0, 0, '', 0, 'pending', ?) "
+            "ON CONFLICT(source) DO UPDATE SET status = 'pending', updated_at = excluded.updated_at",
+            (source, time.time()),
+        )
+
+    def mark_done(self, record: FileRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, 'done', ?)",
+            (record.source, record.file_hash, record.size, record.mtime_ns, record.config_key, record.chunks,
+             time.time()),
+        )
+
+    def touch(self, source: str, size: int, mtime_ns: int) -> None:
+        """Remember a new size/mtime for a file whose content hash did not change."""
+        self._db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE source = ?", (size, mtime_ns, source))
+
+    def remove(self, source: str) -> None:
+        self._db.execute("DELETE FROM files WHERE source = ?", (source,))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

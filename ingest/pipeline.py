@@ -1,0 +1,523 @@
+"""Ingestion: discover -> hash -> load -> chunk -> embed (batched across files) -> upsert, with a manifest.
+
+``ingest_paths`` is what ``rag ingest`` runs. Files are parsed and chunked by a small thread pool while the main
+thread embeds the previous batch (pypdf is pure Python; the model's matrix maths releases the GIL, so the two
+overlap). Each file is committed on its own: the manifest marks it ``pending`` before its old chunks are touched and
+``done`` after its new ones are in the store, so a crash or Ctrl-C loses nothing committed and the next run resumes
+where this one stopped. Unchanged files (same size and mtime, or same content hash) are skipped without loading the
+embedding model; a changed file replaces exactly its own chunks; ``prune=True`` drops files that no longer exist.
+
+Example::
+
+    >>> summary = ingest_paths(["~/papers"], Settings(collection="papers"))  # doctest: +SKIP
+    >>> summary.new, summary.chunks_added, [f.reason for f in summary.failed]  # doctest: +SKIP
+    (41, 2210, ['encrypted PDF (password protected): decrypt it first, e.g. qpdf --decrypt'])
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.chunk import Chunker
+from ingest.load import LOADERS, load_file
+from ingest.manifest import FileRecord, Manifest
+from rag.config import Settings
+from rag.errors import IngestError, RagError
+from rag.types import Chunk, Embedder, VectorStore
+
+_log = logging.getLogger(__name__)
+
+LOADER_VERSION = "1"  # bump when loaders or chunking change what a file turns into: every file is re-ingested
+EMBED_BUFFER = 512  # chunks gathered across files before one embedding call (bounded memory, full batches)
+STREAM_BYTES = 16 << 20  # text files larger than this are loaded, chunked and embedded piece by piece
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    files_done: int
+    files_total: int
+    current: str
+    chunks_added: int
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    files_seen: int
+    new: int
+    changed: int
+    unchanged: int
+    failed: tuple[FailedFile, ...]
+    chunks_added: int
+    chunks_removed: int
+    pruned_files: int
+    seconds: float
+    skipped: tuple[FailedFile, ...] = ()  # files of a type no loader reads
+    collection: str = ""
+    chunks_total: int | None = None  # chunks in the collection after the run (None when the store was not opened)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` object.
+
+        >>> IngestSummary(1, 1, 0, 0, (FailedFile("/x.pdf", "empty file"),), 3, 0, 0, 0.5).to_dict()["failed"]
+        [{'path': '/x.pdf', 'reason': 'empty file'}]
+        """
+        d = asdict(self)
+        d["failed"] = [asdict(f) for f in self.failed]
+        d["skipped"] = [asdict(f) for f in self.skipped]
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+@dataclass
+class _Counts:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    pruned: int = 0
+    failed: list[FailedFile] = field(default_factory=list)
+    done: int = 0
+
+
+@dataclass
+class _Candidate:
+    path: Path
+    source: str
+    size: int
+    mtime_ns: int
+    record: FileRecord | None
+
+
+@dataclass
+class _Prepared:
+    cand: _Candidate
+    file_hash: str = ""
+    chunks: list[Chunk] = field(default_factory=list)
+    stream: bool = False
+    unchanged: bool = False
+    error: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------------ discover
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def discover(paths: Sequence[str | Path], include: Sequence[str]) -> tuple[list[Path], list[FailedFile]]:
+    """Files to ingest under ``paths`` (recursively, hidden entries skipped) and the unsupported ones found.
+
+    Raises ``IngestError`` when a given path does not exist (nothing is done then).
+    """
+    found: dict[str, Path] = {}
+    skipped: dict[str, FailedFile] = {}
+    patterns = [p.lower() for p in include]
+
+    def consider(p: Path) -> None:
+        key = str(p)
+        if key in found or key in skipped:
+            return
+        ok = p.suffix.lower() in LOADERS and any(fnmatch.fnmatchcase(p.name.lower(), pat) for pat in patterns)
+        if ok:
+            found[key] = p
+        else:
+            skipped[key] = FailedFile(key, f"unsupported file type {p.suffix or '(no suffix)'!r}; skipped")
+
+    roots = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise IngestError(f"path not found: {raw}")
+        roots.append(p.resolve())
+    for root in roots:
+        if root.is_file():
+            consider(root)
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+            for name in sorted(filenames):
+                if not _hidden(name):
+                    p = Path(dirpath) / name
+                    if p.is_file():
+                        consider(p)
+    return sorted(found.values()), sorted(skipped.values(), key=lambda f: f.path)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------------ pipeline
+class _Run:
+    """One ingestion run; the store and the model are opened only when some file needs them."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None, progress: Callable[[IngestProgress], None] | None):
+        self.settings = settings
+        self._embedder = embedder
+        self._store: VectorStore | None = None
+        self._chunker: Chunker | None = None
+        self.progress = progress
+        self.counts = _Counts()
+        self.total = 0
+        self.manifest = Manifest(settings.collection_dir / "manifest.sqlite")
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from rag.embedders import load_embedder
+
+            self._embedder = load_embedder(self.settings.embedding)
+        return self._embedder
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            from rag.stores import open_store
+
+            self._store = open_store(self.settings, self.embedder.dim, self.embedder.name)
+        return self._store
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            size = self.settings.chunk.size_tokens
+            max_len = getattr(self.embedder, "max_seq_length", None)
+            if max_len:
+                size = min(size, int(max_len) - 2)  # room for [CLS]/[SEP]: the model must read the whole chunk
+            overlap = min(self.settings.chunk.overlap_tokens, size // 2)
+            count = getattr(self.embedder, "count_tokens", None) or (lambda t: max(1, len(t) // 4))
+            self._chunker = Chunker(count, size, overlap)
+        return self._chunker
+
+    @property
+    def config_key(self) -> str:
+        c = self.settings.chunk
+        emb = self.settings.embedding.model if self._embedder is None else self._embedder.name
+        key = f"{emb}|{c.size_tokens}|{c.overlap_tokens}|{LOADER_VERSION}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def report(self, current: str) -> None:
+        self.counts.done += 1
+        if self.progress:
+            self.progress(IngestProgress(self.counts.done, self.total, current, self.counts.chunks_added))
+
+    def fail(self, source: str, reason: str) -> None:
+        self.counts.failed.append(FailedFile(source, reason))
+        self.report(source)
+
+    # -- planning --------------------------------------------------------------------------------------------
+    def plan(self, files: list[Path]) -> list[_Candidate]:
+        """Files that may need work; those unchanged by size and mtime are counted and dropped here."""
+        records = self.manifest.all()
+        key = self.config_key
+        limit = self.settings.ingest.max_file_mb
+        todo = []
+        for path in files:
+            source = str(path)
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                self.fail(source, "file vanished during the run (deleted or moved)")
+                continue
+            except OSError as e:
+                self.fail(source, f"cannot read file: {e.strerror}")
+                continue
+            rec = records.get(source)
+            if st.st_size > limit * 1024 * 1024:
+                self.fail(source, f"file is {st.st_size / 2**20:.1f} MB, over the {limit:g} MB limit "
+                          "(raise RAG_INGEST__MAX_FILE_MB to include it)")
+                continue
+            if (rec and rec.status == "done" and rec.config_key == key and rec.size == st.st_size
+                    and rec.mtime_ns == st.st_mtime_ns):
+                self.counts.unchanged += 1
+                self.report(source)
+                continue
+            todo.append(_Candidate(path, source, st.st_size, st.st_mtime_ns, rec))
+        return todo
+
+    # -- parsing (worker threads) ----------------------------------------------------------------------------
+    def prepare(self, cand: _Candidate) -> _Prepared:
+        prep = _Prepared(cand)
+        try:
+            prep.file_hash = file_sha256(cand.path)
+            rec = cand.record
+            if rec and rec.status == "done" and rec.config_key == self.config_key and rec.file_hash == prep.file_hash:
+                prep.unchanged = True  # touched, not changed: same bytes
+                return prep
+            if cand.path.suffix.lower() in (".txt", ".text", ".md", ".markdown") and cand.size > STREAM_BYTES:
+                prep.stream = True  # the main thread streams it piece by piece
+                return prep
+            prep.chunks = _dedup(self.chunker.split_all(load_file(cand.path, prep.file_hash)))
+            if not prep.chunks:
+                prep.error = "no text to index"
+        except FileNotFoundError:
+            prep.error = "file vanished during the run (deleted or moved)"
+        except IngestError as e:
+            prep.error = str(e)
+        except PermissionError as e:
+            prep.error = f"permission denied: {e.strerror}; check the file's permissions"
+        except OSError as e:
+            prep.error = f"cannot read file: {e}"
+        except Exception as e:  # a loader bug on one odd file must not stop the batch; the reason is kept
+            _log.exception("unexpected error loading %s", cand.path)
+            prep.error = f"unexpected {type(e).__name__} while loading: {e}"
+        return prep
+
+    def prepared(self, todo: list[_Candidate]) -> Iterator[_Prepared]:
+        """``prepare`` over ``todo`` in a thread pool, results in order, at most a few files ahead (bounded memory)."""
+        workers = max(1, self.settings.ingest.workers)
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rag-parse")
+        queue: deque[Future[_Prepared]] = deque()
+        it = iter(todo)
+        try:
+            for cand in it:
+                queue.append(executor.submit(self.prepare, cand))
+                if len(queue) >= workers * 2:
+                    break
+            while queue:
+                result = queue.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    queue.append(executor.submit(self.prepare, nxt))
+                yield result
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- committing ------------------------------------------------------------------------------------------
+    def commit(self, prep: _Prepared, chunks: Sequence[Chunk], vectors: Any) -> None:
+        cand = prep.cand
+        self.manifest.mark_pending(cand.source)
+        removed = self.store.delete_source(cand.source)
+        self.store.upsert(chunks, vectors)
+        self._done(prep, len(chunks), removed)
+
+    def _done(self, prep: _Prepared, n_chunks: int, removed: int) -> None:
+        cand = prep.cand
+        self.manifest.mark_done(
+            FileRecord(cand.source, prep.file_hash, cand.size, cand.mtime_ns, self.config_key, n_chunks)
+        )
+        if cand.record is None or not cand.record.file_hash:
+            self.counts.new += 1
+        else:
+            self.counts.changed += 1
+        self.counts.chunks_added += n_chunks
+        self.counts.chunks_removed += removed
+        self.report(cand.source)
+
+    def flush(self, batch: list[_Prepared]) -> None:
+        if not batch:
+            return
+        texts = [c.text for p in batch for c in p.chunks]
+        vectors = self.embedder.embed_documents(texts)
+        i = 0
+        for prep in batch:
+            n = len(prep.chunks)
+            self.commit(prep, prep.chunks, vectors[i : i + n])
+            i += n
+        batch.clear()
+
+    def stream(self, prep: _Prepared) -> None:
+        """A big text file: load, chunk, embed and upsert in bounded pieces; committed as a whole at the end."""
+        cand = prep.cand
+        self.manifest.mark_pending(cand.source)
+        removed = self.store.delete_source(cand.source)
+        n = 0
+        buffer: list[Chunk] = []
+        seen: set[str] = set()
+        try:
+            for chunk in self.chunker.split_all(load_file(cand.path, prep.file_hash)):
+                if chunk.id in seen:
+                    continue
+                seen.add(chunk.id)
+                buffer.append(chunk)
+                if len(buffer) >= EMBED_BUFFER:
+                    self.store.upsert(buffer, self.embedder.embed_documents([c.text for c in buffer]))
+                    n += len(buffer)
+                    buffer = []
+            if buffer:
+                self.store.upsert(buffer, self.embedder.embed_documents([c.text for c in buffer]))
+                n += len(buffer)
+        except (IngestError, OSError) as e:
+            self.store.delete_source(cand.source)  # no half-indexed file
+            self.manifest.remove(cand.source)
+            self.counts.chunks_removed += removed
+            reason = "file vanished during the run (deleted or moved)" if isinstance(e, FileNotFoundError) else str(e)
+            self.fail(cand.source, reason)
+            return
+        if n == 0:
+            self.manifest.remove(cand.source)
+            self.fail(cand.source, "no text to index")
+            return
+        self._done(prep, n, removed)
+
+    def prune(self, keep: set[str]) -> None:
+        for source in sorted(self.manifest.all()):
+            if source not in keep and not Path(source).exists():
+                self.counts.chunks_removed += self.store.delete_source(source)
+                self.manifest.remove(source)
+                self.counts.pruned += 1
+
+    def close(self) -> None:
+        try:
+            if self._store is not None:
+                self._store.close()
+        finally:
+            self.manifest.close()
+
+
+def _dedup(chunks: Iterator[Chunk]) -> list[Chunk]:
+    seen: set[str] = set()
+    out = []
+    for c in chunks:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out
+
+
+def ingest_paths(
+    paths: Sequence[str | Path],
+    settings: Settings,
+    *,
+    prune: bool = False,
+    progress: Callable[[IngestProgress], None] | None = None,
+    embedder: Embedder | None = None,
+) -> IngestSummary:
+    """Ingest files and folders into ``settings.collection``; see the module docstring.
+
+    Raises ``IngestError`` for a path that does not exist and ``StoreError`` when the collection cannot be opened
+    or written; problems with single files are reported in ``IngestSummary.failed`` instead.
+    """
+    t0 = time.perf_counter()
+    files, skipped = discover(paths, settings.ingest.include)
+    run = _Run(settings, embedder, progress)
+    run.total = len(files)
+    changed_anything = False
+    try:
+        todo = run.plan(files)
+        batch: list[_Prepared] = []
+        pending_chunks = 0
+        for prep in run.prepared(todo):
+            if prep.error:
+                run.fail(prep.cand.source, prep.error)
+            elif prep.unchanged:
+                run.manifest.touch(prep.cand.source, prep.cand.size, prep.cand.mtime_ns)
+                run.counts.unchanged += 1
+                run.report(prep.cand.source)
+            elif prep.stream:
+                run.flush(batch)
+                pending_chunks = 0
+                run.stream(prep)
+            else:
+                batch.append(prep)
+                pending_chunks += len(prep.chunks)
+                if pending_chunks >= EMBED_BUFFER:
+                    run.flush(batch)
+                    pending_chunks = 0
+        run.flush(batch)
+        if prune:
+            run.prune({str(f) for f in files})
+        c = run.counts
+        changed_anything = bool(c.new or c.changed or c.pruned or c.chunks_removed)
+        bm25_dir = settings.collection_dir / "bm25"
+        if changed_anything or (run.manifest.all() and not bm25_dir.exists()):
+            _build_bm25(run.store, bm25_dir)
+        if run._store is not None:
+            chunks_total: int | None = run.store.count()
+        else:  # the store was never opened: the manifest knows the counts of committed files
+            chunks_total = sum(r.chunks for r in run.manifest.all().values() if r.status == "done")
+    finally:
+        run.close()
+    c = run.counts
+    return IngestSummary(
+        files_seen=len(files),
+        new=c.new,
+        changed=c.changed,
+        unchanged=c.unchanged,
+        failed=tuple(c.failed),
+        chunks_added=c.chunks_added,
+        chunks_removed=c.chunks_removed,
+        pruned_files=c.pruned,
+        seconds=time.perf_counter() - t0,
+        skipped=tuple(skipped),
+        collection=settings.collection,
+        chunks_total=chunks_total,
+    )
+
+
+def _build_bm25(store: VectorStore, directory: Path) -> None:
+    """The lexical index for hybrid retrieval, rebuilt from the store's chunks (skipped if rag.lexical is absent)."""
+    try:
+        from rag.lexical import build_bm25_index
+    except ModuleNotFoundError as e:
+        if e.name != "rag.lexical":
+            raise
+        _log.warning("rag.lexical is not installed: no BM25 index built (hybrid retrieval will be dense only)")
+        return
+    build_bm25_index(store.chunks(), directory)
+
+
+def _documents_run(settings: Settings) -> tuple[Manifest, VectorStore]:
+    from rag.embedders import load_embedder
+    from rag.stores import open_store
+
+    embedder = load_embedder(settings.embedding)
+    return Manifest(settings.collection_dir / "manifest.sqlite"), open_store(settings, embedder.dim, embedder.name)
+
+
+def delete_document(source: str, settings: Settings) -> int:
+    """Remove a file's chunks and manifest entry from the collection; returns the number of chunks removed."""
+    manifest, store = _documents_run(settings)
+    try:
+        key = source if source in manifest.all() else str(Path(source).expanduser().resolve())
+        manifest.mark_pending(key)
+        removed = store.delete_source(key)
+        manifest.remove(key)
+        if removed:
+            _build_bm25(store, settings.collection_dir / "bm25")
+        return removed
+    finally:
+        store.close()
+        manifest.close()
+
+
+def list_documents(settings: Settings) -> list[tuple[str, int]]:
+    """(source, chunk count) of every file in the collection, sorted by source."""
+    manifest, store = _documents_run(settings)
+    try:
+        return sorted(store.sources().items())
+    finally:
+        store.close()
+        manifest.close()
+
+
+__all__ = [
+    "FailedFile",
+    "IngestProgress",
+    "IngestSummary",
+    "RagError",
+    "delete_document",
+    "discover",
+    "ingest_paths",
+    "list_documents",
+]
