@@ -64,7 +64,7 @@ def _base_settings() -> Settings:
 def sidebar() -> Settings:
     base = _base_settings()
     with st.sidebar:
-        st.title("📚 Ask your documents")
+        st.title(":material/menu_book: Ask your documents")
         if st.button("New chat", icon=":material/add_comment:", width="stretch"):
             st.session_state.messages = []
         st.subheader("Settings")
@@ -118,7 +118,7 @@ def show_answer(answer: Answer) -> None:
         cited = {c.n for c in answer.citations}
         with st.expander(f"Sources ({len(answer.retrieved)})", icon=":material/menu_book:"):
             for n, hit in enumerate(answer.retrieved, start=1):
-                mark = "✅ cited" if n in cited else "not cited"
+                mark = ":green-badge[cited]" if n in cited else ":gray-badge[not cited]"
                 st.markdown(f"**[{n}] {render.source_label(hit.chunk)}** · score {hit.score:.2f} · {mark}")
                 st.caption(hit.chunk.source)
                 st.markdown(
@@ -131,6 +131,11 @@ def show_passage(n: int, chunk: Any, claim: str) -> None:
     st.markdown(f"**[{n}] {render.source_label(chunk)}**")
     st.caption(chunk.source)
     st.markdown(_passage_box(render.passage_html(chunk.text, claim)), unsafe_allow_html=True)
+
+
+_CSS = """<style>
+.rag-passage mark { background: #fde68a; color: inherit; border-radius: 2px; padding: 0 0.1em; }
+</style>"""
 
 
 def _passage_box(inner_html: str) -> str:
@@ -323,17 +328,23 @@ def run_ingest(paths: list[Path], settings: Settings) -> None:
 
 
 def show_summary(summary: Any) -> None:
-    """The same numbers as ``rag ingest`` prints, and each failed file with its reason."""
-    failed = list(summary.failed)
-    (st.warning if failed else st.success)(
-        f"Indexed {summary.files_seen} file{'s' * (summary.files_seen != 1)} in {summary.seconds:.1f} s: "
-        f"{summary.new} new, {summary.changed} changed, {summary.unchanged} unchanged, {len(failed)} failed · "
-        f"{summary.chunks_added} chunks added, {summary.chunks_removed} removed.",
-        icon=":material/warning:" if failed else ":material/check_circle:",
+    """The same numbers as ``rag ingest`` prints, and every file that was not ingested with the reason why."""
+    problems = [*summary.failed, *getattr(summary, "skipped", ())]
+    plural = "s" * (summary.files_seen != 1)
+    total = getattr(summary, "chunks_total", None)
+    (st.warning if problems else st.success)(
+        f"Indexed {summary.files_seen} file{plural} in {summary.seconds:.1f} s: {summary.new} new, "
+        f"{summary.changed} changed, {summary.unchanged} unchanged, {len(summary.failed)} failed"
+        + (f", {len(summary.skipped)} skipped (unsupported)" if getattr(summary, "skipped", ()) else "")
+        + f" · {summary.chunks_added} chunks added, {summary.chunks_removed} removed"
+        + (f", {summary.pruned_files} files pruned" if summary.pruned_files else "")
+        + (f" · {total} chunks in the collection." if total is not None else "."),
+        icon=":material/warning:" if problems else ":material/check_circle:",
     )
-    if failed:
+    if problems:
+        st.markdown("**Not ingested**")
         st.dataframe(
-            [{"file": Path(f.path).name, "reason": f.reason, "path": f.path} for f in failed],
+            [{"file": Path(f.path).name, "reason": f.reason, "path": f.path} for f in problems],
             hide_index=True,
             width="stretch",
         )
@@ -371,14 +382,15 @@ def load_documents(settings: Settings) -> list[tuple[str, int]] | None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Ask your documents", page_icon="📚", layout="centered")
+    st.set_page_config(page_title="Ask your documents", page_icon=":material/menu_book:", layout="centered")
     st.session_state.setdefault("messages", [])
+    st.html(_CSS)
     settings = sidebar()
     docs = load_documents(settings)
     if st.session_state.get("flash"):
-        st.toast(st.session_state.flash, icon="✅")
+        st.toast(st.session_state.flash, icon=":material/check_circle:")
         st.session_state.flash = None
-    chat, documents = st.tabs(["💬 Chat", "📄 Documents"])
+    chat, documents = st.tabs([":material/chat: Chat", ":material/description: Documents"])
     with chat:
         chat_tab(settings, docs)
     with documents:

@@ -65,6 +65,9 @@ class FakeSummary:
     chunks_removed: int = 0
     pruned_files: int = 0
     seconds: float = 0.4
+    skipped: tuple[FakeFailed, ...] = ()
+    collection: str = "default"
+    chunks_total: int | None = 7
 
 
 @dataclass
