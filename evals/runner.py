@@ -1,0 +1,391 @@
+"""Run an evaluation: answer every gold question with the pipeline, score, compare, write the three artefacts.
+
+    results.jsonl   one line per question: answer, retrieved and cited sources, timings, every metric
+    summary.json    per metric: mean, bootstrap 95% CI, n; provenance; judge notes; baseline comparison; thresholds
+    report.html     self-contained (plots as base64 PNG): distributions, retrieval curve, per-question table
+
+Nothing is ingested here: the pipeline answers from the configured index. Retrieval metrics are computed on the
+sources the pipeline actually put in the prompt (``Answer.retrieved``, best first), so a change of ``k`` shows up
+in them; hit@k for k beyond the pipeline's k equals hit at its k.
+
+Example::
+
+    >>> result = run_eval("evals/data/gold_ci.jsonl", "runs/ci", answerer=RagPipeline(settings))  # doctest: +SKIP
+    >>> result.failures
+    []
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from evals.dataset import GoldExample, dataset_hash, load_dataset
+from evals.metrics.retrieval import DEFAULT_KS
+from evals.stats import mean_ci, paired_diff
+from rag.errors import ConfigError, RagError
+from rag.types import Answer
+
+log = logging.getLogger(__name__)
+
+METRIC_GROUPS = ("retrieval", "refusal", "rouge", "bertscore", "judge")
+DEFAULT_METRICS = METRIC_GROUPS
+
+
+class Answerer(Protocol):
+    """What the runner needs from the pipeline (``rag.pipeline.RagPipeline`` satisfies it)."""
+
+    def answer(self, question: str) -> Answer: ...
+
+
+def metric_names(groups: Sequence[str], judge_criteria: Sequence[str] = ()) -> list[str]:
+    """The metric names the selected groups produce (what ``--fail-under`` may name)."""
+    names: list[str] = []
+    for g in groups:
+        if g == "retrieval":
+            names += [f"hit@{k}" for k in DEFAULT_KS] + [f"recall@{k}" for k in DEFAULT_KS] + ["mrr", "ndcg@10"]
+        elif g == "refusal":
+            names += ["refusal_correct"]
+        elif g == "rouge":
+            names += ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+        elif g == "bertscore":
+            names += ["bertscore_p", "bertscore_r", "bertscore_f1"]
+        elif g == "judge":
+            names += [f"judge_{c}" for c in judge_criteria]
+        else:
+            raise ConfigError(f"unknown metric group {g!r}; choose from {', '.join(METRIC_GROUPS)}")
+    return names
+
+
+def parse_thresholds(items: Sequence[str]) -> dict[str, float]:
+    """``["recall@5=0.6", "rougeL=0.2"]`` -> {"recall@5": 0.6, "rougeL": 0.2}."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--fail-under expects METRIC=VALUE (e.g. recall@5=0.6), got {item!r}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    concurrency: int = 2
+    fail_under: Mapping[str, float] = field(default_factory=dict)
+    baseline: Path | None = None
+    progress: bool = True
+    bertscore: Any = None  # evals.metrics.bertscore.BertScoreConfig; None: defaults
+
+
+@dataclass
+class EvalResult:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    failures: list[str]  # one line per missed threshold
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not enabled
+    )
+
+
+def _parallel(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, progress: Any, label: str) -> list[Any]:
+    """``fn`` over items with at most ``workers`` in flight, results in input order, advancing a progress bar."""
+    task = progress.add_task(label, total=len(items))
+    out: list[Any] = [None] * len(items)
+
+    def run(i: int) -> None:
+        out[i] = fn(items[i])
+        progress.advance(task)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for f in [pool.submit(run, i) for i in range(len(items))]:
+            f.result()
+    return out
+
+
+def _answer_row(answerer: Answerer, ex: GoldExample) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": ex.id,
+        "line": ex.line,
+        "question": ex.question,
+        "reference": ex.reference,
+        "gold_sources": list(ex.sources),
+        "answerable": ex.answerable,
+    }
+    t = time.perf_counter()
+    try:
+        a = answerer.answer(ex.question)
+    except RagError as e:
+        row.update(answer=None, error=str(e), retrieved=[], cited=[], seconds=time.perf_counter() - t, metrics={})
+        return row
+    row.update(
+        answer=a.text,
+        error=None,
+        retrieved=[
+            {"source": h.chunk.source, "page": h.chunk.page, "score": round(float(h.score), 6), "text": h.chunk.text}
+            for h in a.retrieved
+        ],
+        cited=[{"n": c.n, "source": c.hit.chunk.source, "page": c.hit.chunk.page} for c in a.citations],
+        timings=dict(a.timings),
+        seconds=time.perf_counter() - t,
+        metrics={},
+    )
+    return row
+
+
+def score_rows(
+    rows: list[dict[str, Any]], groups: Sequence[str], *, judge: Any = None, bertscore_config: Any = None,
+    concurrency: int = 2, progress: Any = None,
+) -> None:  # fmt: skip
+    """Add every selected metric to each row's ``metrics`` (None where a metric does not apply)."""
+    from evals.metrics.refusal import refusal_correct
+    from evals.metrics.retrieval import retrieval_metrics
+
+    ok = [r for r in rows if r["error"] is None]
+    with_ref = [r for r in ok if r["answerable"]]
+    if "retrieval" in groups:
+        for r in ok:
+            ranked = [(h["source"], h["page"]) for h in r["retrieved"]]
+            r["metrics"].update(retrieval_metrics(ranked, r["gold_sources"]))
+    if "refusal" in groups:
+        for r in ok:
+            r["metrics"]["refusal_correct"] = refusal_correct(r["answer"], answerable=r["answerable"])
+    if "rouge" in groups:
+        from evals.metrics.rouge import rouge
+
+        for r, s in zip(with_ref, rouge([r["answer"] for r in with_ref], [r["reference"] for r in with_ref]), strict=True):
+            r["metrics"].update(s)
+    if "bertscore" in groups and with_ref:
+        from evals.metrics.bertscore import BertScorer
+
+        scores = BertScorer(bertscore_config).score([r["answer"] for r in with_ref], [r["reference"] for r in with_ref])
+        for r, (p, rc, f) in zip(with_ref, scores, strict=True):
+            r["metrics"].update(bertscore_p=p, bertscore_r=rc, bertscore_f1=f)
+    if "judge" in groups and judge is not None:
+        from evals.judge import format_sources
+
+        jobs = []
+        for r in ok:
+            for c in judge.config.criteria:
+                if c == "correctness" and not r["answerable"]:
+                    continue  # no reference to compare with
+                jobs.append((r, c))
+
+        def run(job: tuple[dict[str, Any], str]) -> None:
+            r, c = job
+            fields = {
+                "question": r["question"],
+                "answer": r["answer"],
+                "reference": r["reference"],
+                "sources": format_sources([h["text"] for h in r["retrieved"]]),
+            }
+            j = judge.judge(c, **fields)
+            r["metrics"][f"judge_{c}"] = j.score
+            r.setdefault("judge", {})[c] = {"score": j.score, "method": j.method, "distribution": dict(j.distribution)}
+
+        _parallel(run, jobs, concurrency, progress or _progress(False), "judging")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5).stdout.strip()  # fmt: skip
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def index_fingerprint(collection_dir: Path) -> str | None:
+    """A hash of the index files (relative path, size, mtime): changes whenever the index is rebuilt or updated."""
+    import hashlib
+
+    if not collection_dir.is_dir():
+        return None
+    h = hashlib.sha256()
+    for p in sorted(collection_dir.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(collection_dir)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def provenance(settings: Any, dataset: Path, *, llm_model: str | None, judge: Any = None) -> dict[str, Any]:
+    """Everything needed to know what was measured: index, models, chunking, prompts, dataset, code."""
+    out: dict[str, Any] = {
+        "dataset": str(dataset),
+        "dataset_sha256": dataset_hash(dataset),
+        "git_commit": _git_commit(),
+        "llm_model": llm_model,
+        "judge_model": judge.model if judge is not None else None,
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        from rag.prompt import PROMPT_VERSION
+
+        out["prompt_version"] = PROMPT_VERSION
+    except ImportError:
+        out["prompt_version"] = None
+    if judge is not None:
+        from evals.judge import JUDGE_PROMPT_VERSION
+
+        out["judge_prompt_version"] = JUDGE_PROMPT_VERSION
+    if settings is not None:
+        out.update(
+            collection=settings.collection,
+            collection_dir=str(settings.collection_dir),
+            index_id=index_fingerprint(settings.collection_dir),
+            store_backend=settings.store.backend,
+            embedding_model=settings.embedding.model,
+            chunk={"size_tokens": settings.chunk.size_tokens, "overlap_tokens": settings.chunk.overlap_tokens},
+            retrieval=settings.retrieval.model_dump(),
+            llm_base_url=settings.llm.base_url,
+            llm_max_tokens=settings.llm.max_tokens,
+            llm_temperature=settings.llm.temperature,
+        )
+    return out
+
+
+def summarize(rows: list[dict[str, Any]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Mean, 95% CI and n per metric; metrics that never applied are left out."""
+    out = {}
+    for name in names:
+        stats = mean_ci([r["metrics"].get(name) for r in rows])
+        if stats["n"]:
+            out[name] = stats
+    return out
+
+
+def compare(rows: list[dict[str, Any]], baseline_dir: Path, names: Sequence[str]) -> dict[str, Any]:
+    """Paired differences (this run - baseline) per metric over the questions both runs have, and what got worse."""
+    path = Path(baseline_dir) / "results.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"--baseline {baseline_dir}: no results.jsonl there; pass the --out folder of an earlier run")
+    base = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            b = json.loads(line)
+            base[b["id"]] = b
+    paired = [(r, base[r["id"]]) for r in rows if r["id"] in base]
+    diffs: dict[str, Any] = {}
+    worse: list[dict[str, Any]] = []
+    for name in names:
+        cur = [r["metrics"].get(name) for r, _ in paired]
+        old = [b.get("metrics", {}).get(name) for _, b in paired]
+        d = paired_diff(cur, old)
+        if d["n"]:
+            diffs[name] = d | {"baseline_mean": mean_ci(old)["mean"], "current_mean": mean_ci(cur)["mean"]}
+        for (r, _), c, o in zip(paired, cur, old, strict=True):
+            if c is not None and o is not None and c < o - 1e-9:
+                worse.append({"id": r["id"], "question": r["question"], "metric": name, "before": o, "after": c})
+    worse.sort(key=lambda w: (w["id"], w["metric"]))
+    return {
+        "baseline_dir": str(baseline_dir),
+        "paired_questions": len(paired),
+        "only_in_this_run": sum(1 for r in rows if r["id"] not in base),
+        "differences": diffs,
+        "worse": worse,
+        "questions_worse": sorted({w["question"] for w in worse}),
+    }
+
+
+def check_thresholds(metrics: Mapping[str, Mapping[str, Any]], thresholds: Mapping[str, float]) -> list[str]:
+    """One line per missed threshold, e.g. ``FAIL recall@5 = 0.40 < 0.60 (95% CI 0.25-0.55, n=20)``."""
+    failures = []
+    for name, minimum in thresholds.items():
+        m = metrics.get(name)
+        if m is None or m.get("mean") is None:
+            failures.append(f"FAIL {name}: no value in this run (no question it applies to, or every answer failed)")
+        elif m["mean"] < minimum:
+            failures.append(
+                f"FAIL {name} = {m['mean']:.3f} < {minimum:.3f} "
+                f"(95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}, n={m['n']})"
+            )
+    return failures
+
+
+def run_eval(
+    dataset: str | Path,
+    out_dir: str | Path,
+    *,
+    answerer: Answerer,
+    options: EvalOptions | None = None,
+    judge: Any = None,
+    settings: Any = None,
+    llm_model: str | None = None,
+) -> EvalResult:
+    """Answer, score, compare, and write ``results.jsonl``, ``summary.json`` and ``report.html`` into ``out_dir``."""
+    from evals.report import write_report
+
+    options = options or EvalOptions()
+    dataset = Path(dataset)
+    examples = load_dataset(dataset)
+    criteria = tuple(judge.config.criteria) if judge is not None and "judge" in options.metrics else ()
+    names = metric_names(options.metrics, criteria)
+    unknown = [t for t in options.fail_under if t not in names]
+    if unknown:  # a typo must not pass silently: check before spending minutes answering
+        raise ConfigError(f"--fail-under names unknown metric(s) {unknown}; this run computes: {', '.join(names)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    with _progress(options.progress) as progress:
+        rows = _parallel(lambda ex: _answer_row(answerer, ex), examples, options.concurrency, progress, "answering")
+        if all(r["error"] for r in rows):
+            raise RagError(f"every question failed; the first error: {rows[0]['error']}")
+        t_answer = time.perf_counter() - t0
+        score_rows(
+            rows, options.metrics, judge=judge if criteria else None, bertscore_config=options.bertscore,
+            concurrency=options.concurrency, progress=progress,
+        )  # fmt: skip
+    seconds = time.perf_counter() - t0
+
+    metrics = summarize(rows, names)
+    summary: dict[str, Any] = {
+        "n": len(rows),
+        "answerable": sum(r["answerable"] for r in rows),
+        "unanswerable": sum(not r["answerable"] for r in rows),
+        "errors": [{"question": r["question"], "error": r["error"]} for r in rows if r["error"]],
+        "metrics": metrics,
+        "provenance": provenance(settings, dataset, llm_model=llm_model, judge=judge if criteria else None),
+        "judge": judge.stats() if criteria else None,
+        "timing": {
+            "seconds_total": round(seconds, 2),
+            "seconds_answering": round(t_answer, 2),
+            "questions_per_minute": round(60 * len(rows) / seconds, 2) if seconds else None,
+            "concurrency": options.concurrency,
+        },
+        "notes": [
+            "Means with percentile-bootstrap 95% CIs (2000 resamples). Unanswerable questions (empty reference) are "
+            "kept out of ROUGE, BERTScore, judge correctness and retrieval; refusal_correct covers all questions.",
+            "Retrieval metrics are computed on the sources the pipeline put in the prompt, best first.",
+        ],
+    }
+    if options.baseline is not None:
+        summary["baseline"] = compare(rows, options.baseline, names)
+    failures = check_thresholds(metrics, options.fail_under)
+    summary["thresholds"] = {"fail_under": dict(options.fail_under), "failures": failures, "passed": not failures}
+
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    write_report(out / "report.html", rows, summary)
+    return EvalResult(out, rows, summary, failures)
