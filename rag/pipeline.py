@@ -1,0 +1,185 @@
+"""Question in, cited answer out: (rewrite a follow-up) -> retrieve -> prompt -> LLM -> Answer with citations.
+
+Example::
+
+    >>> from rag.config import Settings
+    >>> rag = RagPipeline(Settings(collection="papers"))  # cheap: models, index and LLM are reached on first use
+    >>> answer = rag.answer("What does the contract say about termination?")  # doctest: +SKIP
+    >>> [(c.n, c.hit.chunk.source, c.hit.chunk.page) for c in answer.citations]  # doctest: +SKIP
+    [(1, '/docs/contract.pdf', 4)]
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rag.config import Settings
+from rag.errors import StoreError
+from rag.prompt import REFUSAL, Prompt, build_prompt, build_rewrite_messages, cited_numbers
+from rag.retrieve import Retriever
+from rag.types import Answer, Citation, Embedder, Filters, LLMClient, Message, ScoredChunk, VectorStore
+
+REWRITE_MAX_TOKENS = 64
+
+
+class RagPipeline:
+    """The answering pipeline over one collection. Pass fakes for any part in tests; the rest load lazily."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: VectorStore | None = None,
+        llm: LLMClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._store = store
+        self._llm = llm
+        self._retriever: Retriever | None = None
+        self._lock = threading.RLock()  # one pipeline may serve several UI sessions
+
+    # -- parts, built on first use ----------------------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from rag.embedders import load_embedder
+
+                self._embedder = load_embedder(self.settings.embedding)
+            return self._embedder
+
+    @property
+    def store(self) -> VectorStore:
+        with self._lock:
+            if self._store is None:
+                from rag.stores import open_store
+
+                self._store = open_store(self.settings, dim=self.embedder.dim, embedding_model=self.embedder.name)
+            return self._store
+
+    @property
+    def llm(self) -> LLMClient:
+        with self._lock:
+            if self._llm is None:
+                from rag.llm import OpenAICompatibleLLM
+                from rag.local_llm import ensure_server
+
+                url = ensure_server(self.settings.llm)
+                self._llm = OpenAICompatibleLLM(self.settings.llm, url)
+            return self._llm
+
+    @property
+    def retriever(self) -> Retriever:
+        with self._lock:
+            if self._retriever is None:
+                self._retriever = Retriever(
+                    self.settings.retrieval,
+                    embedder=self.embedder,
+                    store=self.store,
+                    bm25_dir=self.settings.collection_dir / "bm25",
+                )
+            return self._retriever
+
+    # -- the flow ---------------------------------------------------------------------------------------------------
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
+        rerank: bool | None = None,
+    ) -> list[ScoredChunk]:
+        """The chunks the prompt would get for ``question``, best first (see ``rag.retrieve``)."""
+        if self.store.count() == 0:
+            raise StoreError(
+                f"the collection {self.settings.collection!r} is empty: add documents with `rag ingest PATH` first"
+            )
+        return self.retriever.search(question, k=k, filters=filters, mode=mode, rerank_hits=rerank)
+
+    def standalone_question(self, question: str, history: Sequence[Message]) -> str:
+        """A follow-up rewritten to stand alone ("and its population?" -> "What is the population of Paris?")."""
+        if not any(m.role in ("user", "assistant") for m in history):
+            return question
+        reply = self.llm.complete(build_rewrite_messages(question, history), max_tokens=REWRITE_MAX_TOKENS)
+        text = reply[0].text.strip() if reply else ""
+        text = text.splitlines()[0].strip().strip('"').strip() if text else ""
+        for prefix in ("Standalone question:", "Rewritten question:", "Question:"):
+            if text.lower().startswith(prefix.lower()):
+                text = text[len(prefix) :].strip()
+        # A tiny model sometimes answers instead of rewriting; an empty or rambling reply keeps the original.
+        return text if 0 < len(text) <= max(300, 3 * len(question)) else question
+
+    def _prepare(
+        self, question: str, history: Sequence[Message], k: int | None, filters: Filters | None
+    ) -> tuple[str | None, Prompt, dict[str, float]]:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        standalone = self.standalone_question(question, history)
+        if history:
+            timings["rewrite"] = time.perf_counter() - t
+        t = time.perf_counter()
+        hits = self.retrieve(standalone, k=k, filters=filters)
+        timings["retrieve"] = time.perf_counter() - t
+        # The standalone form is what the sources were retrieved for; the history stays in the prompt as context.
+        prompt = build_prompt(standalone, hits, history, budget_tokens=self.settings.llm.context_budget_tokens)
+        return (standalone if history else None), prompt, timings
+
+    def _answer(
+        self, question: str, text: str, prompt: Prompt, timings: dict[str, float], standalone: str | None
+    ) -> Answer:
+        numbers = cited_numbers(text, len(prompt.sources))
+        return Answer(
+            question=question,
+            text=text.strip(),
+            citations=tuple(Citation(n=n, hit=prompt.sources[n - 1]) for n in numbers),
+            retrieved=prompt.sources,
+            timings=timings,
+            standalone_question=standalone,
+        )
+
+    def answer(
+        self, question: str, *, history: Sequence[Message] = (), k: int | None = None, filters: Filters | None = None
+    ) -> Answer:
+        """The whole answer at once (see ``stream`` for the same thing token by token)."""
+        start = time.perf_counter()
+        standalone, prompt, timings = self._prepare(question, history, k, filters)
+        t = time.perf_counter()
+        if prompt.sources:
+            text = self.llm.complete(list(prompt.messages), max_tokens=self.settings.llm.max_tokens,
+                                     temperature=self.settings.llm.temperature)[0].text
+        else:
+            text = REFUSAL  # nothing retrieved (e.g. filters exclude everything): no model call can do better
+        timings["generate"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - start
+        return self._answer(question, text, prompt, timings, standalone)
+
+    def stream(
+        self, question: str, *, history: Sequence[Message] = (), k: int | None = None, filters: Filters | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield text deltas as the LLM writes them, then exactly one final ``Answer``."""
+        start = time.perf_counter()
+        standalone, prompt, timings = self._prepare(question, history, k, filters)
+        t = time.perf_counter()
+        parts: list[str] = []
+        deltas: Any = (
+            self.llm.stream(list(prompt.messages), max_tokens=self.settings.llm.max_tokens,
+                            temperature=self.settings.llm.temperature)
+            if prompt.sources
+            else iter([REFUSAL])
+        )
+        for delta in deltas:
+            if not parts:
+                timings["first_token"] = time.perf_counter() - start
+            parts.append(delta)
+            yield delta
+        timings["generate"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - start
+        yield self._answer(question, "".join(parts), prompt, timings, standalone)

@@ -1,0 +1,189 @@
+"""Retrieval: dense, BM25 or hybrid (reciprocal rank fusion), then near-duplicate removal and optional reranking.
+
+Every stage is a setting (``settings.retrieval``) and leaves its mark in ``ScoredChunk.stages`` (``dense``,
+``dense_rank``, ``bm25``, ``bm25_rank``, ``rrf``, ``rerank``...), so ``rag search --explain`` can show what each
+stage did to each hit.
+
+    query ─┬─ dense top-N (vector store) ─┐
+           └─ BM25 top-N (on-disk index) ─┴─ RRF ─ filters ─ dedup ─ [cross-encoder] ─ top-k
+
+Example::
+
+    >>> from rag.types import Chunk, ScoredChunk
+    >>> a, b = (Chunk(id=i, text=i, source="/s", page=None, start=0, end=1, content_hash=i, file_hash="f",
+    ...               file_type="txt") for i in "ab")
+    >>> [h.chunk.id for h in rrf_fuse({"dense": [ScoredChunk(a, .9), ScoredChunk(b, .8)],
+    ...                                "bm25": [ScoredChunk(b, 7.0)]}, rrf_k=60)]
+    ['b', 'a']
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from rag.config import RetrievalSettings
+from rag.errors import ConfigError, StoreError
+from rag.lexical import BM25Index, build_bm25_index
+from rag.rerank import Reranker, load_reranker, rerank
+from rag.types import Embedder, Filters, ScoredChunk, VectorStore
+
+log = logging.getLogger(__name__)
+
+MODES = ("dense", "bm25", "hybrid")
+RERANK_MAX = 30  # cross-encoders cost ~10 ms per pair on 2 CPU cores: rerank at most this many candidates
+
+
+def rrf_fuse(rankings: Mapping[str, Sequence[ScoredChunk]], rrf_k: int = 60) -> list[ScoredChunk]:
+    """Reciprocal rank fusion: ``score(d) = sum over rankings of 1 / (rrf_k + rank(d))``, ranks from 1.
+
+    RRF needs no score calibration between BM25 (unbounded) and cosine (-1..1), which is why it is the default
+    way to fuse them (Cormack et al., 2009). Each hit keeps every stage's score and rank in ``stages``.
+    """
+    fused: dict[str, float] = {}
+    stages: dict[str, dict[str, float]] = {}
+    first: dict[str, ScoredChunk] = {}
+    for name, hits in rankings.items():
+        for rank, hit in enumerate(hits, start=1):
+            cid = hit.chunk.id
+            if cid in fused and f"{name}_rank" in stages[cid]:
+                continue  # a retriever listing the same chunk twice counts once, at its best rank
+            first.setdefault(cid, hit)
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (rrf_k + rank)
+            st = stages.setdefault(cid, {})
+            st.update(hit.stages)
+            st.setdefault(name, hit.score)
+            st[f"{name}_rank"] = float(rank)
+    order = sorted(fused, key=lambda cid: -fused[cid])
+    return [ScoredChunk(chunk=first[c].chunk, score=fused[c], stages={**stages[c], "rrf": fused[c]}) for c in order]
+
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+
+def _bag(text: str) -> Counter[str]:
+    return Counter(_WORD_RE.findall(text.lower()))
+
+
+def text_similarity(a: Counter[str], b: Counter[str]) -> float:
+    """Cosine similarity of word counts: 1.0 for the same words in any order; cheap, needs no vectors."""
+    if not a or not b:
+        return 0.0
+    dot = sum(v * b.get(w, 0) for w, v in a.items())
+    return dot / math.sqrt(sum(v * v for v in a.values()) * sum(v * v for v in b.values()))
+
+
+def remove_near_duplicates(hits: Sequence[ScoredChunk], threshold: float) -> list[ScoredChunk]:
+    """Drop each hit whose text is at least ``threshold`` similar to a better-ranked one kept before it.
+
+    Copies of one paragraph in several files (or overlapping chunks of one file) would otherwise fill the prompt
+    with the same words. ``threshold >= 1`` drops only exact duplicates.
+    """
+    kept: list[ScoredChunk] = []
+    bags: list[Counter[str]] = []
+    hashes: set[str] = set()
+    for hit in hits:
+        if hit.chunk.content_hash in hashes:
+            continue
+        bag = _bag(hit.chunk.text)
+        if threshold < 1.0 and any(text_similarity(bag, other) >= threshold for other in bags):
+            continue
+        kept.append(hit)
+        bags.append(bag)
+        hashes.add(hit.chunk.content_hash)
+    return kept
+
+
+class Retriever:
+    """Runs the configured stages over one collection (its vector store and its on-disk BM25 index).
+
+    Cheap to build: the BM25 index and the reranker load on first use; the BM25 index is reloaded only when
+    ingestion wrote a new version.
+    """
+
+    def __init__(
+        self,
+        settings: RetrievalSettings,
+        *,
+        embedder: Embedder,
+        store: VectorStore,
+        bm25_dir: Path | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.bm25_dir = Path(bm25_dir) if bm25_dir is not None else None
+        self._reranker = reranker
+        self._bm25: BM25Index | None = None
+        self._bm25_version: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def reranker(self) -> Reranker:
+        if self._reranker is None:
+            self._reranker = load_reranker(self.settings.reranker)
+        return self._reranker
+
+    def bm25(self) -> BM25Index:
+        """The collection's BM25 index, loaded once and reloaded when ingestion replaced it."""
+        if self.bm25_dir is None:
+            raise ConfigError("BM25 and hybrid retrieval need the collection's bm25 directory")
+        with self._lock:
+            pointer = self.bm25_dir / "CURRENT"
+            if not pointer.exists() and self.store.count() > 0:
+                # A collection indexed before BM25 existed: build it once and keep it (never per query).
+                log.info("building the missing BM25 index in %s", self.bm25_dir)
+                build_bm25_index(self.store.chunks(), self.bm25_dir)
+            version = pointer.read_text().strip() if pointer.exists() else None
+            if self._bm25 is None or version != self._bm25_version:
+                self._bm25 = BM25Index.load(self.bm25_dir)
+                self._bm25_version = version
+            return self._bm25
+
+    def dense(self, query: str, k: int, filters: Filters | None = None) -> list[ScoredChunk]:
+        hits = self.store.search(self.embedder.embed_query(query), k, filters)
+        return [replace(h, stages={**h.stages, "dense": h.score}) for h in hits]
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
+        rerank_hits: bool | None = None,
+    ) -> list[ScoredChunk]:
+        """The top ``k`` chunks for ``query``, best first; settings give every default."""
+        s = self.settings
+        k = k or s.k
+        mode = mode or s.mode
+        use_rerank = s.rerank if rerank_hits is None else rerank_hits
+        if mode not in MODES:
+            raise ConfigError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
+        if not query.strip():
+            return []
+        n = max(s.candidates, k)
+        if mode == "dense":
+            hits = self.dense(query, n, filters)
+        elif mode == "bm25":
+            hits = self.bm25().search(query, n, filters)
+        else:
+            dense = self.dense(query, n, filters)
+            try:
+                lexical = self.bm25().search(query, n, filters)
+            except StoreError as e:
+                # Hybrid still answers from the vectors if the lexical index is damaged; say so in the log.
+                log.warning("BM25 index unavailable, hybrid falls back to dense: %s", e)
+                lexical = []
+            hits = rrf_fuse({"dense": dense, "bm25": lexical}, s.rrf_k)
+        hits = remove_near_duplicates(hits, s.dedup_threshold)
+        if use_rerank:
+            hits = rerank(query, hits[: max(RERANK_MAX, k)], self.reranker)
+        return [replace(h, stages={**h.stages, "final_rank": float(i)}) for i, h in enumerate(hits[:k], start=1)]
