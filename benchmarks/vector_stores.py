@@ -1,0 +1,238 @@
+"""Vector store benchmark: build time, query latency, recall@10 against exact search, RAM and disk.
+
+Every store runs in its own subprocess (clean RAM numbers) through the project's ``VectorStore`` seam, the way
+``rag ingest`` / ``rag search`` use it: upsert in batches of 512 chunks with payloads, ``close()`` (FAISS writes
+its files, Qdrant's embedded engine builds its HNSW graph), reopen, then 200 single queries of k=10.
+
+Data (384-d, the MiniLM dimension):
+- ``real``: ~4k passages from gensim's Lee background corpus and Wikipedia excerpt, embedded with the packaged
+  all-MiniLM-L6-v2; 200 held-out passages are the queries.
+- ``mix``: 100k / 1M vectors made from those real embeddings (``normalize(e_i + a*e_j + noise)``, a ~ U(0, 0.6),
+  noise norm ~0.45): clustered like real text embeddings, unlike iid Gaussian vectors, on which HNSW recall says
+  little (OFFLINE.md); queries are fresh draws from the same generator.
+
+Usage::
+
+    .venv/bin/python benchmarks/vector_stores.py --sizes 100000,1000000 --out test-artifacts/vector_stores.json
+    .venv/bin/python benchmarks/vector_stores.py --sizes 20000 --stores faiss-flat,qdrant-edge   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DIM = 384
+N_QUERIES = 200
+K = 10
+CACHE = Path(os.environ.get("RAG_BENCH_CACHE", Path.home() / ".cache" / "rag-bench"))
+STORES = ["faiss-flat", "faiss-hnsw", "qdrant-edge", "qdrant-local"]
+LOCAL_MAX = 100_000  # qdrant-client local mode is a pure-Python scan: 1M would not fit the time budget
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def _passages() -> list[str]:
+    import gensim
+
+    data = Path(gensim.__file__).parent / "test" / "test_data"
+    texts = [line.strip() for line in (data / "lee_background.cor").read_text(errors="ignore").splitlines()]
+    wiki = bz2.open(data / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2", "rt").read()
+    for page in re.findall(r"<text[^>]*>(.*?)</text>", wiki, flags=re.S):
+        page = re.sub(r"\{\{.*?\}\}|\[\[(?:[^|\]]*\|)?([^\]]*)\]\]|<[^>]+>|&[a-z]+;|'{2,}|={2,}", r"\1", page)
+        texts.append(" ".join(page.split()))
+    out: list[str] = []
+    for text in texts:  # ~80-word windows, the size of a small chunk
+        words = text.split()
+        out.extend(" ".join(words[i : i + 80]) for i in range(0, len(words), 80) if len(words[i : i + 80]) >= 20)
+    return out
+
+
+def real_embeddings() -> np.ndarray:
+    """MiniLM embeddings of the passages (cached: embedding takes ~1 minute on 2 cores)."""
+    path = CACHE / "minilm_passages.npy"
+    if path.exists():
+        return np.load(path)
+    from rag.config import EmbeddingSettings
+    from rag.embedders import load_embedder
+
+    passages = _passages()
+    pick = np.random.default_rng(0).permutation(len(passages))[:4200]  # both corpora, in a fixed order
+    texts = [passages[i] for i in pick]
+    emb = load_embedder(EmbeddingSettings()).embed_documents(texts).astype(np.float32)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, emb)
+    return emb
+
+
+def mixed(n: int, seed: int, base: np.ndarray) -> np.ndarray:
+    """``n`` clustered vectors built from real embeddings; deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        m = min(100_000, n - s)
+        i = rng.integers(0, len(base), m)
+        j = rng.integers(0, len(base), m)
+        a = rng.uniform(0, 0.6, (m, 1)).astype(np.float32)
+        v = base[i] + a * base[j] + rng.normal(0, 0.45 / np.sqrt(DIM), (m, DIM)).astype(np.float32)
+        out[s : s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    base = real_embeddings()
+    if name == "real":
+        return base[N_QUERIES:], base[:N_QUERIES]
+    n = int(name.removeprefix("mix"))
+    return mixed(n, 1, base[N_QUERIES:]), mixed(N_QUERIES, 2, base[:N_QUERIES])
+
+
+def ground_truth(name: str, db: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    path = CACHE / f"gt_{name}.npy"
+    if path.exists():
+        return np.load(path)
+    gt = np.stack([np.argsort(-(db @ q), kind="stable")[:K] for q in queries])
+    np.save(path, gt)
+    return gt
+
+
+# ---------------------------------------------------------------------------------------------- one store
+
+
+def _open(store: str, data_dir: Path, dim: int):  # type: ignore[no-untyped-def]
+    from rag.config import Settings
+    from rag.stores import open_store
+
+    backend, _, variant = store.partition("-")
+    if backend == "faiss":
+        settings = Settings(data_dir=data_dir, store={"backend": "faiss", "faiss_index": variant, "use_gpu": "never"})
+    else:
+        mode = {"edge": "embedded", "local": "local"}[variant]
+        settings = Settings(data_dir=data_dir, store={"backend": "qdrant", "qdrant_mode": mode})
+    return open_store(settings, dim=dim, embedding_model="bench")
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def run_one(store: str, data: str) -> dict[str, object]:
+    from rag.types import Chunk
+
+    db, queries = dataset(data)
+    gt = ground_truth(data, db, queries)
+    data_dir = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    try:
+        rss0 = _rss_mb()
+        t0 = time.perf_counter()
+        st = _open(store, data_dir, DIM)
+        for s in range(0, len(db), 512):
+            part = range(s, min(s + 512, len(db)))
+            chunks = [
+                Chunk(id=str(i), text=f"passage {i}", source=f"/bench/doc{i // 50}.txt", page=None, start=0, end=9,
+                      content_hash="h", file_hash="f", file_type="txt")
+                for i in part
+            ]
+            st.upsert(chunks, db[s : s + len(part)])
+        st.close()
+        build_s = time.perf_counter() - t0
+        peak_build_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        disk_mb = sum(f.stat().st_size for f in data_dir.rglob("*") if f.is_file()) / 2**20
+        t0 = time.perf_counter()
+        st = _open(store, data_dir, DIM)
+        open_s = time.perf_counter() - t0
+        st.search(queries[0], K)  # warm-up
+        lat, recalls = [], []
+        for q, truth in zip(queries, gt, strict=True):
+            t = time.perf_counter()
+            hits = st.search(q, K)
+            lat.append(time.perf_counter() - t)
+            recalls.append(len({int(h.chunk.id) for h in hits} & set(truth.tolist())) / K)
+        serve_mb = _rss_mb() - rss0
+        st.close()
+        lat_ms = np.array(lat) * 1000
+        return {
+            "store": store, "data": data, "n": len(db), "build_s": round(build_s, 1), "open_s": round(open_s, 2),
+            "p50_ms": round(float(np.percentile(lat_ms, 50)), 3), "p95_ms": round(float(np.percentile(lat_ms, 95)), 3),
+            "recall_at_10": round(float(np.mean(recalls)), 4), "ram_serving_mb": round(serve_mb),
+            "peak_rss_mb": round(peak_build_mb), "disk_mb": round(disk_mb, 1),
+        }
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="100000,1000000", help="comma-separated collection sizes of the mix data")
+    p.add_argument("--stores", default=",".join(STORES))
+    p.add_argument("--no-real", action="store_true", help="skip the ~4k real-embedding run")
+    p.add_argument("--timeout", type=int, default=1200, help="seconds per store run")
+    p.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "vector_stores.json")
+    p.add_argument("--one", nargs=2, metavar=("STORE", "DATA"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(run_one(*args.one)))
+        return
+    datas = ([] if args.no_real else ["real"]) + [f"mix{int(s)}" for s in args.sizes.split(",") if s]
+    for d in datas:  # embed + ground truth once, outside the timed runs
+        ground_truth(d, *dataset(d))
+    results = []
+    for d in datas:
+        for store in args.stores.split(","):
+            if store == "qdrant-local" and d.startswith("mix") and int(d[3:]) > LOCAL_MAX:
+                results.append({"store": store, "data": d, "skipped": f"pure-Python scan; run at <= {LOCAL_MAX}"})
+                continue
+            t0 = time.perf_counter()
+            try:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", store, d], capture_output=True, text=True, timeout=args.timeout
+                )
+                row = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
+                    "store": store, "data": d, "error": proc.stderr.strip().splitlines()[-1:]}
+            except subprocess.TimeoutExpired:
+                row = {"store": store, "data": d, "skipped": f"over the {args.timeout}s budget"}
+            row["wall_s"] = round(time.perf_counter() - t0, 1)
+            print(json.dumps(row), flush=True)
+            results.append(row)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1))
+    print(table(results))
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    head = "| data | n | store | build s | open s | p50 ms | p95 ms | recall@10 | RAM MB (serving) | peak RSS MB | disk MB |"
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        if "skipped" in r or "error" in r:
+            lines.append(f"| {r['data']} | | {r['store']} | {r.get('skipped') or r.get('error')} |||||||")
+            continue
+        lines.append(
+            f"| {r['data']} | {r['n']:,} | {r['store']} | {r['build_s']} | {r['open_s']} | {r['p50_ms']} | {r['p95_ms']} "
+            f"| {r['recall_at_10']} | {r['ram_serving_mb']} | {r['peak_rss_mb']} | {r['disk_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
