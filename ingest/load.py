@@ -119,10 +119,20 @@ def detect_encoding(sample: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample).best()
-    if best is None:
+    matches = list(from_bytes(sample))
+    if not matches:
         raise IngestError("binary file, not text (no text encoding fits): check the file type")
+    best = matches[0]
+    # Short Western text often fits several code pages equally well (é, ü, à sit at the same bytes in cp1250 and
+    # cp1252); on a tie prefer the code pages most legacy documents were written in.
+    tied = {m.encoding for m in matches if m.chaos == best.chaos and m.coherence == best.coherence}
+    for preferred in _PREFERRED_ON_TIE:
+        if preferred in tied:
+            return preferred
     return str(best.encoding)
+
+
+_PREFERRED_ON_TIE = ("cp1252", "latin_1", "iso8859_15", "cp1251", "cp1250")
 
 
 def _iter_text_pieces(path: Path) -> Iterator[tuple[int, str]]:
@@ -205,9 +215,9 @@ def load_html(path: Path, file_hash: str) -> Iterator[Document]:
         raise IngestError("binary file, not HTML (it contains NUL bytes): check the file type")
     # BeautifulSoup detects the encoding itself (BOM, <meta charset>, then charset-normalizer).
     soup = BeautifulSoup(raw, "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""  # it lives in <head>, dropped next
     for tag in soup(_INVISIBLE):
         tag.decompose()
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
     text = soup.get_text("\n")
     text = "\n".join(line.strip() for line in text.splitlines())
     text = _BLANK_LINES.sub("\n\n", text).strip()
