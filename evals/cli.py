@@ -31,6 +31,13 @@ def _llm(llm_settings: Any, models_dir: Path) -> Any:
     return OpenAICompatibleLLM(llm_settings, ensure_server(llm_settings, models_dir=models_dir))
 
 
+def _pipeline(settings: Any) -> Any:
+    """The answering pipeline (a seam: tests replace it with one built on fakes)."""
+    from rag.pipeline import RagPipeline
+
+    return RagPipeline(settings)
+
+
 def _judge(settings: Any, default_llm: Any, *, url: str | None, model: str | None, samples: int,
            steps_file: Path | None, criteria: list[str] | None, no_cache: bool) -> Any:  # fmt: skip
     from evals.judge import JudgeConfig, GEvalJudge
@@ -83,9 +90,7 @@ def eval_command(
                 f"no index for collection {settings.collection!r} at {settings.collection_dir}: `rag eval` ingests "
                 "nothing; run `rag ingest PATH` first (or pass --collection)"
             )
-        from rag.pipeline import RagPipeline
-
-        pipeline = RagPipeline(settings)
+        pipeline = _pipeline(settings)
         judge = None
         if "judge" in groups:
             judge = _judge(settings, lambda: pipeline.llm, url=judge_url, model=judge_model, samples=judge_samples,

@@ -250,6 +250,8 @@ def score_position(top_logprobs: Sequence[Sequence[TokenLogprob]]) -> int | None
 
 
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+_SCALE = re.compile(r"\(?\b1\s*(?:-|–|to)\s*5\b\)?")
+_OUT_OF = re.compile(r"\b([1-5])\s*(?:/|out of)\s*5\b")
 _DIGIT = re.compile(r"(?<![\d.])([1-5])(?![\d.]*\d)")
 
 
@@ -263,7 +265,8 @@ def parse_score(text: str) -> int | None:
         value = obj.get("score") if isinstance(obj, dict) else None
         if isinstance(value, int | float | str) and str(value).strip() in SCORE_TOKENS:
             return int(str(value).strip())
-    m = _DIGIT.search(text)
+    text = _SCALE.sub(" ", text)  # an echoed "(1-5)" is the scale, not the score
+    m = _OUT_OF.search(text) or _DIGIT.search(text)
     return int(m.group(1)) if m else None
 
 
