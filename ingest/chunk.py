@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
@@ -25,6 +26,7 @@ from rag.types import Chunk, Document
 
 # Paragraphs, lines, sentence ends, clauses, words, then characters: the order the splitter tries.
 TEXT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
+MARKDOWN_SEPARATORS = [r"\n(?=#{1,6} )", r"\n(?=```)", r"\n(?=(?:\*\*\*+|---+|___+)\n)"]
 
 
 def sha256_text(text: str) -> str:
@@ -59,22 +61,19 @@ class Chunker:
             chunk_overlap=self.overlap_tokens,
             length_function=self.count_tokens,
             separators=separators,
+            is_separator_regex=True,
             keep_separator="end",  # a sentence keeps its full stop; chunks stay contiguous slices of the text
             strip_whitespace=True,
         )
 
     @cached_property
     def _text_splitter(self) -> Any:
-        return self._splitter(TEXT_SEPARATORS)
+        return self._splitter([re.escape(s) for s in TEXT_SEPARATORS])
 
     @cached_property
     def _markdown_splitter(self) -> Any:
-        from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
-
-        # Markdown headings and fences first, then the plain-text ladder.
-        md = RecursiveCharacterTextSplitter.get_separators_for_language(Language.MARKDOWN)
-        seps = [s for s in md if s not in ("\n\n", "\n", " ", "")] + TEXT_SEPARATORS
-        return self._splitter(seps)
+        # Headings, code fences and rules first; the look-ahead leaves them at the start of the next chunk.
+        return self._splitter(MARKDOWN_SEPARATORS + [re.escape(s) for s in TEXT_SEPARATORS])
 
     def split(self, doc: Document) -> Iterator[Chunk]:
         """The chunks of one document, in order; spans index into the file's text (``doc.offset`` added)."""
