@@ -202,8 +202,8 @@ def time_search(
     best_i = torch.full((n_check, k), -1, dtype=torch.int64, device=device)
     for b in range(n_blocks):
         block = _unit_block(min(gen_block, n - b * gen_block), dim, 1_000 + b, device)
-        s, i = torch.topk(q32 @ block.T, min(k, block.shape[0]), dim=1)
-        all_s, all_i = torch.cat([best_s, s], 1), torch.cat([best_i, i + b * gen_block], 1)
+        top_s, top_i = torch.topk(q32 @ block.T, min(k, block.shape[0]), dim=1)
+        all_s, all_i = torch.cat([best_s, top_s], 1), torch.cat([best_i, top_i + b * gen_block], 1)
         best_s, pos = torch.topk(all_s, k, dim=1)
         best_i = torch.gather(all_i, 1, pos)
     got_l, want_l = got.cpu().tolist(), best_i.cpu().tolist()
