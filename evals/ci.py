@@ -1,0 +1,93 @@
+"""The CI evaluation: ingest the packaged gold corpus into a fresh collection in a temporary data dir, answer the
+small CI gold set with the embedded default LLM, and fail when a metric falls below its threshold.
+
+    $ python -m evals.ci                         # exit 1 with "FAIL metric = ..." lines on a regression
+    $ python -m evals.ci --out eval-ci --judge   # keep the report; also run the (slow, weak) tiny judge
+
+The thresholds sit below the values measured on the reference setup (see docs/benchmarks.md) with a margin for
+run-to-run noise of the LLM, so a real regression in retrieval or prompting fails and noise does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "data" / "corpus"
+GOLD_CI = HERE / "data" / "gold_ci.jsonl"
+
+# Measured on the defaults (hybrid retrieval, k=5, Qwen2.5-0.5B Q4_K_M); see docs/benchmarks.md for the values.
+THRESHOLDS = {
+    "hit@5": 0.70,
+    "recall@5": 0.70,
+    "mrr": 0.50,
+    "refusal_correct": 0.50,
+    "rougeL": 0.12,
+    "bertscore_f1": 0.55,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evals.ci", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: a temp dir)")
+    parser.add_argument("--judge", action="store_true", help="also run the G-Eval judge (slow; not gated)")
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from evals.runner import EvalOptions, run_eval
+    from ingest.pipeline import ingest_paths
+    from rag.config import Settings, default_data_dir
+    from rag.errors import RagError
+    from rag.llm import OpenAICompatibleLLM
+    from rag.local_llm import ensure_server
+    from rag.pipeline import RagPipeline
+
+    with tempfile.TemporaryDirectory(prefix="rag-eval-ci-") as tmp:
+        # A fresh index every time; the LLM's joined model file stays in the user's data dir (joined once).
+        os.environ["RAG_DATA_DIR"] = tmp
+        settings = Settings(collection="eval-ci")
+        out = args.out or Path(tmp) / "run"
+        try:
+            t = time.perf_counter()
+            summary = ingest_paths([CORPUS], settings)
+            print(f"ingested {summary.files_seen} files, {summary.chunks_added} chunks in {time.perf_counter() - t:.0f} s")
+            if summary.failed:
+                print(f"ingestion failed for: {[f.path for f in summary.failed]}", file=sys.stderr)
+                return 1
+            llm = OpenAICompatibleLLM(settings.llm, ensure_server(settings.llm, models_dir=default_data_dir() / "models"))
+            pipeline = RagPipeline(settings, llm=llm)
+            judge = None
+            groups = ("retrieval", "refusal", "rouge", "bertscore")
+            if args.judge:
+                from evals.judge import GEvalJudge, JudgeConfig
+
+                judge = GEvalJudge(llm, JudgeConfig(cache_dir=default_data_dir() / "judge-cache"))
+                groups += ("judge",)
+            result = run_eval(
+                GOLD_CI, out, answerer=pipeline, judge=judge, settings=settings, llm_model=llm.model,
+                options=EvalOptions(metrics=groups, fail_under=THRESHOLDS, concurrency=args.concurrency,
+                                    progress=sys.stderr.isatty()),
+            )  # fmt: skip
+        except RagError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        s = result.summary
+        for name in [*THRESHOLDS, *(k for k in s["metrics"] if k.startswith("judge_"))]:
+            m = s["metrics"].get(name)
+            if m:
+                bar = f" (threshold {THRESHOLDS[name]:.2f})" if name in THRESHOLDS else ""
+                print(f"{name:16s} {m['mean']:.3f}  95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f}  n={m['n']}{bar}")
+        print(f"{s['n']} questions in {s['timing']['seconds_total']:.0f} s "
+              f"({s['timing']['questions_per_minute']} questions/minute); report: {out / 'report.html'}")  # fmt: skip
+        for line in result.failures:
+            print(line, file=sys.stderr)
+        return 1 if result.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
