@@ -14,6 +14,7 @@ Cleaning: gensim's ``filter_wiki`` removes markup; before it runs, a few templat
 (``{{convert|55|to|80|cm}}`` -> "55 to 80 cm", ``{{lang|fr|...}}``) are expanded so measurements survive.
 Reference sections (See also, Notes, References, External links...) are dropped.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -40,10 +41,8 @@ ARTICLES = {
 }
 DUMP = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 RANGE = {"to", "-", "–", "and", "or", "by", "x", "×"}
-STOP = re.compile(
-    r"^=+\s*(See also|Notes|References|Footnotes|External links|Further reading|Bibliography|Sources|Citations)\s*=+\s*$",
-    re.I | re.M,
-)
+_TAIL = "See also|Notes|References|Footnotes|External links|Further reading|Bibliography|Sources|Citations"
+STOP = re.compile(rf"^=+\s*({_TAIL})\s*=+\s*$", re.I | re.M)
 
 
 def _template(m: re.Match[str]) -> str:
