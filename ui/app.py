@@ -139,9 +139,9 @@ _CSS = """<style>
 
 
 def _passage_box(inner_html: str) -> str:
-    # pre-wrap keeps the passage's own line breaks; the height cap keeps long chunks from swamping the chat.
+    # The height cap keeps long chunks from swamping the chat.
     return (
-        '<div class="rag-passage" style="white-space: pre-wrap; max-height: 22rem; overflow-y: auto; '
+        '<div class="rag-passage" style="max-height: 22rem; overflow-y: auto; '
         "font-size: 0.9rem; line-height: 1.45; padding: 0.6rem 0.8rem; border-left: 3px solid #4f8bf9; "
         f'background: rgba(79,139,249,0.06); border-radius: 0.3rem;">{inner_html}</div>'
     )

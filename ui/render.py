@@ -68,6 +68,7 @@ def passage_html(chunk_text: str, claim: str, *, max_marked: int = 2) -> str:
     >>> passage_html("Cats sleep. Paris is the capital of France.", "The capital of France is Paris [1].")
     'Cats sleep. <mark>Paris is the capital of France.</mark>'
     """
+    chunk_text = re.sub(r"\n{3,}", "\n\n", chunk_text.strip())
     parts = re.split(r"((?<=[.!?])\s+|\n+)", chunk_text)  # keep separators so the text reads as it was
     claim_words = _words(claim)
     scores = [len(_words(p) & claim_words) if i % 2 == 0 else 0 for i, p in enumerate(parts)]
@@ -80,4 +81,6 @@ def passage_html(chunk_text: str, claim: str, *, max_marked: int = 2) -> str:
     for i, p in enumerate(parts):
         esc = html.escape(p)
         out.append(f"<mark>{esc}</mark>" if i in marked else esc)
-    return "".join(out)
+    # <br> instead of newlines: a blank line would end the HTML block in Streamlit's markdown, and the rest of the
+    # passage would then be parsed as markdown ("# " turning into a heading) instead of shown as text.
+    return "".join(out).replace("\n", "<br>")

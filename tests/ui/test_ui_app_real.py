@@ -48,7 +48,10 @@ def test_real_upload_index_ask_with_llm_down_and_delete(
 
     text = (CORPUS / "Aardvark.md").read_bytes()
     at.file_uploader[0].set_value(
-        [("../Aardvark.md", text, "text/markdown"), ("scan.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf")]
+        [
+            ("../Aardvark.md", text, "text/markdown"),
+            ("scan.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf"),
+        ]
     )
     at.button(key="FormSubmitter:upload-Upload and index").click().run()
     assert not at.exception, at.exception

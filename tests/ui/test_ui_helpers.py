@@ -88,6 +88,9 @@ def test_passage_marks_the_cited_sentence_and_escapes_html() -> None:
     assert "&lt;b&gt;text&lt;/b&gt;" in out  # chunk text can never inject markup
     assert out.count("<mark>") == 1
     assert "<mark>" not in render.passage_html(chunk, "completely unrelated words")
+    # paragraphs stay visible as line breaks, and never end the HTML block (markdown would parse the rest)
+    para = render.passage_html("# Title\n\n\n\nFirst *para*.\n\nSecond.\n", "")
+    assert para == "# Title<br><br>First *para*.<br><br>Second."
 
 
 def test_with_ui_choices_maps_modes_and_rejects_bad_collections() -> None:

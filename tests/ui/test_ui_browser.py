@@ -1,0 +1,163 @@
+"""The real thing in a real browser: ``rag chat`` (Streamlit on 127.0.0.1) over a small ingested collection, the
+embedded llama.cpp server, and Debian's headless Chromium driven by Playwright.
+
+Asks a question, waits for the streamed answer and its citation, opens the citation's passage, and saves
+screenshots to ``test-artifacts/``. Skips with the reason when Chromium, Playwright or llama-cpp-python is missing
+(``bash .ci/setup --browser`` installs them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "evals" / "data" / "corpus"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+QUESTION = "Who wrote Animalia?"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded LLM (packaged Qwen2.5 0.5B GGUF under llama.cpp's server) on a free port, stopped afterwards."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (bash .ci/setup)")
+    from rag.config import LLMSettings
+    from rag.local_llm import start_server
+
+    work = tmp_path_factory.mktemp("llm")
+    settings = LLMSettings(local_port=_free_port(), local_threads=2)
+    server = start_server(settings, models_dir=work / "models", log_path=work / "llm-server.log")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding a small collection ingested with the real embedder and FAISS store."""
+    from ingest.pipeline import ingest_paths
+    from rag.config import Settings
+
+    data = tmp_path_factory.mktemp("rag-data")
+    docs = data / "docs"
+    docs.mkdir()
+    for name in ("Animalia_book.txt", "Allan_Dwan.md"):  # small real documents: quick to embed on 2 cores
+        shutil.copy(CORPUS / name, docs / name)
+    summary = ingest_paths([docs], Settings(data_dir=data))
+    assert summary.new == 2 and not summary.failed
+    return data
+
+
+@pytest.fixture
+def chat_url(data_dir: Path, llm_url: str, tmp_path: Path) -> Iterator[str]:
+    """``rag chat`` (the user's command) on a free port, in its own process group so all of it can be stopped."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(data_dir),
+        "RAG_LLM__BASE_URL": llm_url,
+        "HF_HUB_OFFLINE": "1",
+        # a short prompt and reply keep a 0.5B model on 2 busy CPU cores well inside the test's time
+        "RAG_RETRIEVAL__K": "3",
+        "RAG_LLM__MAX_TOKENS": "128",
+        "RAG_LLM__TIMEOUT_S": "400",
+    }
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "chat", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"rag chat exited with {proc.returncode}:\n{(tmp_path / 'streamlit.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("rag chat did not answer on /_stcore/health within 60 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # the group we started: `rag chat` and its streamlit child
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium chromium-driver)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 1000})
+        finally:
+            browser.close()
+
+
+def test_question_in_browser_gets_cited_answer(chat_url: str, page, artifacts_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    page.goto(chat_url)
+    box = page.get_by_placeholder("Ask a question about your documents")
+    box.wait_for(timeout=60_000)
+    assert page.get_by_text("Ask a question about the 2 documents").is_visible()
+
+    box.fill(QUESTION)
+    box.press("Enter")
+    page.get_by_text(QUESTION).first.wait_for(timeout=30_000)
+    sources = page.get_by_text("Sources (", exact=False)
+    try:
+        sources.wait_for(timeout=420_000)  # the final Answer is rendered: the stream has ended
+    finally:
+        page.screenshot(path=str(artifacts_dir / "ui-chat-answer.png"), full_page=True)
+
+    assistant = page.locator('[data-testid="stChatMessage"]').nth(1)
+    answer = assistant.locator('[data-testid="stMarkdownContainer"]').first.inner_text()
+    assert "base" in answer.lower(), answer  # grounded in Animalia_book.txt: "... a children's book by Graeme Base"
+    assert not page.locator('[data-testid="stException"]').count()
+
+    # the model cited a source, e.g. "[1] Animalia_book.txt": the passage behind it can be opened
+    citation = page.get_by_role("button", name=re.compile(r"^\[\d+\] Animalia_book\.txt"))
+    citation.first.wait_for(timeout=5_000)
+    citation = citation.first
+    citation.click()
+    passage = page.locator(".rag-passage:visible").first  # the popover's; the sources panel is collapsed
+    passage.wait_for(timeout=10_000)
+    assert "Graeme Base" in passage.inner_text()
+    assert "Graeme Base" in passage.locator("mark").first.inner_text()  # the cited sentence is highlighted
+    page.wait_for_timeout(500)  # let the popover finish its animation before the screenshot
+    page.screenshot(path=str(artifacts_dir / "ui-chat-citation.png"), full_page=True)
