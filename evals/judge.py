@@ -328,7 +328,7 @@ class GEvalJudge:
         prompt = STEPS_PROMPT_TEMPLATE.format(
             task=c.task, target=_target(c), title=c.title, description=c.description
         )
-        text = self._complete([Message("user", prompt)], max_tokens=200, temperature=0.0)[0].text.strip()
+        text = self._complete([Message("user", prompt)], max_tokens=160, temperature=0.0)[0].text.strip()
         if not text:
             text = "1. Read the inputs carefully.\n2. Compare them against the criterion.\n3. Assign a score from 1 to 5."
         with self._lock:

@@ -1,0 +1,62 @@
+"""The judge's logprob weighting against the REAL embedded llama.cpp server (slow; marked e2e)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evals.judge import GEvalJudge, JudgeConfig, score_from_logprobs, score_position
+from rag.config import LLMSettings, default_data_dir
+from rag.types import Message
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def llm():
+    pytest.importorskip("llama_cpp")
+    import socket
+
+    from rag.llm import OpenAICompatibleLLM
+    from rag.local_llm import start_server
+
+    with socket.socket() as s:  # our own server on a free port: a busy shared one would slow or confuse the test
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = LLMSettings(local_port=port, local_threads=2, timeout_s=600)
+    with start_server(settings, models_dir=default_data_dir() / "models") as server:
+        yield OpenAICompatibleLLM(settings, server.url)
+
+
+def test_real_server_logprobs_give_a_weighted_score(llm, tmp_path):
+    steps = {"correctness": "1. Compare the answer with the reference.\n2. Give 5 if they state the same facts, "
+                            "1 if they contradict."}  # fmt: skip
+    judge = GEvalJudge(llm, JudgeConfig(criteria=("correctness",), steps=steps, cache_dir=tmp_path / "c"))
+    messages = judge.messages("correctness", question="What is the capital of France?",
+                              reference="Paris is the capital of France.", answer="Paris [1].")  # fmt: skip
+    reply = llm.complete(messages, max_tokens=4, temperature=0.0, top_logprobs=5)[0]
+    assert reply.top_logprobs, "llama.cpp's server returns top_logprobs"
+    pos = score_position(reply.top_logprobs)
+    assert pos is not None, f"no score token in {reply.text!r}"
+    score, dist = score_from_logprobs(reply.top_logprobs[pos])
+    assert sum(dist.values()) == pytest.approx(1.0)
+    # the weighted score is the expectation of the renormalised distribution, within the score range
+    assert 1.0 <= score <= 5.0 and score == pytest.approx(sum(int(t) * p for t, p in dist.items()))
+    raw = {a.token.strip(): math.exp(a.logprob) for a in reply.top_logprobs[pos] if a.token.strip() in dist}
+    assert max(raw, key=raw.get) == max(dist, key=dist.get)  # renormalising keeps the order
+
+    j = judge.judge("correctness", question="What is the capital of France?",
+                    reference="Paris is the capital of France.", answer="Paris [1].")  # fmt: skip
+    assert j.method == "logprobs" and j.score == pytest.approx(score)
+    again = GEvalJudge(llm, JudgeConfig(criteria=("correctness",), steps=steps, cache_dir=tmp_path / "c"))
+    assert again.judge("correctness", question="What is the capital of France?",
+                       reference="Paris is the capital of France.", answer="Paris [1].").score == j.score
+    assert again.cache.hits == 1
+
+
+def test_real_server_generates_steps(llm, tmp_path):
+    judge = GEvalJudge(llm, JudgeConfig(criteria=("relevance",), cache_dir=tmp_path / "c"))
+    steps = judge.steps_for("relevance")
+    assert steps.strip() and steps == judge.steps_for("relevance")
+    assert isinstance(llm.complete([Message("user", "Say OK")], max_tokens=2)[0].text, str)
