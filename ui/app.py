@@ -343,11 +343,8 @@ def show_summary(summary: Any) -> None:
     )
     if problems:
         st.markdown("**Not ingested**")
-        st.dataframe(
-            [{"file": Path(f.path).name, "reason": f.reason, "path": f.path} for f in problems],
-            hide_index=True,
-            width="stretch",
-        )
+        # a static table: reasons can be long and should wrap, not hide in a cell of a scrolling grid
+        st.table([{"file": Path(f.path).name, "reason": f.reason} for f in problems], hide_index=True)
 
 
 def _script_ctx() -> Any:

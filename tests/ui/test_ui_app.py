@@ -251,7 +251,7 @@ def test_failed_files_are_reported_with_their_reason(world: World, tmp_path: Pat
     at.button(key="FormSubmitter:folder-Index folder").click().run()
     assert not at.exception, at.exception
     assert any("1 failed" in e.value for e in at.warning)
-    failed = at.dataframe[0].value
+    failed = at.table[0].value
     assert list(failed["file"]) == ["scan.broken.pdf"]
     assert list(failed["reason"]) == ["not a PDF file (PdfReadError)"]
 

@@ -57,9 +57,9 @@ def test_real_upload_index_ask_with_llm_down_and_delete(
     assert not at.exception, at.exception
     summary = " ".join(e.value for e in at.warning)
     assert "2 files" in summary and "1 new" in summary and "1 failed" in summary
-    failed = at.dataframe[0].value
+    failed = at.table[0].value
     assert list(failed["file"]) == ["scan.pdf"] and failed["reason"].iloc[0]  # the reason is spelled out
-    listed = at.dataframe[1].value
+    listed = at.dataframe[0].value
     assert list(listed["document"]) == ["Aardvark.md"]
     assert int(listed["chunks"].iloc[0]) > 1
     assert (_isolated_data_dir / "uploads" / "default" / "Aardvark.md").read_bytes() == text

@@ -72,9 +72,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-@pytest.fixture
-def chat_url(data_dir: Path, llm_url: str, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def chat_url(data_dir: Path, llm_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``rag chat`` (the user's command) on a free port, in its own process group so all of it can be stopped."""
+    tmp_path = tmp_path_factory.mktemp("chat")
     port = _free_port()
     env = {
         **os.environ,
@@ -134,7 +135,7 @@ def test_question_in_browser_gets_cited_answer(chat_url: str, page, artifacts_di
     page.goto(chat_url)
     box = page.get_by_placeholder("Ask a question about your documents")
     box.wait_for(timeout=60_000)
-    assert page.get_by_text("Ask a question about the 2 documents").is_visible()
+    assert page.get_by_text(re.compile(r"Ask a question about the \d+ documents")).is_visible()
 
     box.fill(QUESTION)
     box.press("Enter")
@@ -161,3 +162,28 @@ def test_question_in_browser_gets_cited_answer(chat_url: str, page, artifacts_di
     assert "Graeme Base" in passage.locator("mark").first.inner_text()  # the cited sentence is highlighted
     page.wait_for_timeout(500)  # let the popover finish its animation before the screenshot
     page.screenshot(path=str(artifacts_dir / "ui-chat-citation.png"), full_page=True)
+
+
+def test_upload_in_browser_gets_indexed_and_listed(chat_url: str, page, artifacts_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "Ampère notes.txt"
+    good.write_bytes((CORPUS / "Ampere.txt").read_bytes())
+    broken = tmp_path / "scan.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really a pdf")
+    page.goto(chat_url)
+    page.get_by_role("tab", name=re.compile("Documents")).click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(good), str(broken)])
+    page.get_by_text("Ampère notes.txt").first.wait_for(timeout=30_000)  # both files are in the uploader
+    page.get_by_role("button", name=re.compile("Upload and index")).click()
+    summary = page.get_by_text(re.compile(r"Indexed 2 files in"))
+    try:
+        summary.wait_for(timeout=180_000)
+    finally:
+        page.screenshot(path=str(artifacts_dir / "ui-documents-upload.png"), full_page=True)
+    text = summary.inner_text()
+    assert "1 new" in text and "1 failed" in text, text
+    not_ingested = page.locator('[data-testid="stTable"]')
+    assert "scan.pdf" in not_ingested.inner_text()  # the failed file is named, with its reason
+    documents = page.locator('[data-testid="stDataFrame"]').filter(has_text="Ampère notes.txt")
+    documents.wait_for(timeout=30_000)  # the indexed file is listed (with its chunk count)
+    page.screenshot(path=str(artifacts_dir / "ui-documents-upload.png"), full_page=True)
+    assert not page.locator('[data-testid="stException"]').count()
