@@ -44,7 +44,7 @@ def check_vectors(chunks: Sequence[Chunk], vectors: Vector, dim: int) -> np.ndar
     """
     arr = np.asarray(vectors, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] != len(chunks):
-        raise StoreError(f"upsert needs one vector per chunk: got {len(chunks)} chunks and vectors of shape {arr.shape}")
+        raise StoreError(f"upsert needs one vector per chunk: {len(chunks)} chunks, vectors of shape {arr.shape}")
     if arr.shape[1] != dim:
         raise StoreError(
             f"vectors have dimension {arr.shape[1]} but this collection holds {dim}-d vectors: "

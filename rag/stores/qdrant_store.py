@@ -36,8 +36,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rag.config import Settings
 from rag.errors import ConfigError, StoreError
 from rag.stores.memory_store import check_meta, check_query, check_vectors, dedupe_batch, write_meta
@@ -65,7 +63,8 @@ def _payload(chunk: Chunk) -> dict[str, Any]:
 def _chunk(payload: dict[str, Any] | None) -> Chunk:
     if not payload:
         raise StoreError("a Qdrant point has no payload: the collection was not written by rag; use another one")
-    return Chunk(**{k: payload.get(k) for k in Chunk.__dataclass_fields__})
+    fields: dict[str, Any] = {k: payload.get(k) for k in Chunk.__dataclass_fields__}
+    return Chunk(**fields)
 
 
 def _filter(filters: Filters | None, m: Any) -> Any:
@@ -104,6 +103,7 @@ class QdrantEdgeStore:
         self.embedding_model = embedding_model
         self.path = directory
         self._ef = settings.store.hnsw_ef_search
+        self._shard: Any = None
         self._lock = threading.RLock()  # serialises writers; reads go straight to the engine (it is thread-safe)
         meta = directory / "rag_store.json"
         shard_dir = directory / "shard"
@@ -138,17 +138,24 @@ class QdrantEdgeStore:
             raise StoreError(f"cannot open the Qdrant (embedded) collection at {directory}: {e}") from e
         self._pending = False
 
+    @property
+    def _engine(self) -> Any:
+        if self._shard is None:
+            raise StoreError(f"the Qdrant collection at {self.path} is closed; open it again")
+        return self._shard
+
     def upsert(self, chunks: Sequence[Chunk], vectors: Vector) -> None:
         qe = self._qe
         arr = check_vectors(chunks, vectors, self.dim)
         chunks, arr = dedupe_batch(chunks, arr)
         with self._lock:
             for start in range(0, len(chunks), _UPSERT_BATCH):
+                part, part_vectors = chunks[start : start + _UPSERT_BATCH], arr[start : start + _UPSERT_BATCH]
                 points = [
                     qe.Point(id=point_id(c.id), vector=v.tolist(), payload=_payload(c))
-                    for c, v in zip(chunks[start : start + _UPSERT_BATCH], arr[start : start + _UPSERT_BATCH], strict=True)
+                    for c, v in zip(part, part_vectors, strict=True)
                 ]
-                self._shard.update(qe.UpdateOperation.upsert_points(points))
+                self._engine.update(qe.UpdateOperation.upsert_points(points))
             self._pending = self._pending or bool(chunks)
 
     def search(self, vector: Vector, k: int, filters: Filters | None = None) -> list[ScoredChunk]:
@@ -163,27 +170,27 @@ class QdrantEdgeStore:
             with_payload=True,
             params=qe.SearchParams(hnsw_ef=max(self._ef, k)),
         )
-        return [ScoredChunk(chunk=_chunk(p.payload), score=float(p.score)) for p in self._shard.query(request)]
+        return [ScoredChunk(chunk=_chunk(p.payload), score=float(p.score)) for p in self._engine.query(request)]
 
     def delete_source(self, source: str) -> int:
         qe = self._qe
         flt = _filter({"source": source}, qe)
         with self._lock:
-            n = self._shard.count(qe.CountRequest(exact=True, filter=flt))
+            n = self._engine.count(qe.CountRequest(exact=True, filter=flt))
             if n:
-                self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+                self._engine.update(qe.UpdateOperation.delete_points_by_filter(flt))
                 self._pending = True
             return int(n)
 
     def count(self) -> int:
-        return int(self._shard.count(self._qe.CountRequest(exact=True)))
+        return int(self._engine.count(self._qe.CountRequest(exact=True)))
 
     def chunks(self, filters: Filters | None = None) -> Iterator[Chunk]:
         qe = self._qe
         flt = _filter(filters, qe)
         offset = None
         while True:
-            records, offset = self._shard.scroll(
+            records, offset = self._engine.scroll(
                 qe.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=flt, with_payload=True)
             )
             yield from (_chunk(r.payload) for r in records)
@@ -196,14 +203,20 @@ class QdrantEdgeStore:
         n = self.count()
         if n == 0:
             return {}
-        hits = self._shard.facet(qe.FacetRequest(key="source", limit=n, exact=True)).hits
+        hits = self._engine.facet(qe.FacetRequest(key="source", limit=n, exact=True)).hits
         return {str(_facet_value(h.value)): int(h.count) for h in hits if h.count > 0}
+
+    def info(self) -> dict[str, int]:
+        """Points, vectors covered by an HNSW index, segments: ``{"points": 20000, "indexed_vectors": 20000, ...}``."""
+        i = self._engine.info()
+        return {"points": i.points_count, "indexed_vectors": i.indexed_vectors_count, "segments": i.segments_count,
+                "payload_indexes": len(i.payload_schema)}
 
     def optimize(self) -> None:
         """Merge segments and build the HNSW index now (``close()`` does it too). Blocks; may take minutes at 1M."""
         with self._lock:
-            self._shard.optimize()
-            self._shard.flush()
+            self._engine.optimize()
+            self._engine.flush()
             self._pending = False
 
     def close(self) -> None:

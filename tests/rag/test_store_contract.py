@@ -38,10 +38,11 @@ class Spec:
     server: bool = False
 
 
+_FAISS = "rag.stores.faiss_store"
 SPECS = [
     Spec("memory", {"backend": "memory"}, exact=True),
-    Spec("faiss-flat", {"backend": "faiss", "faiss_index": "flat", "use_gpu": "never"}, True, "rag.stores.faiss_store"),
-    Spec("faiss-hnsw", {"backend": "faiss", "faiss_index": "hnsw", "use_gpu": "never"}, False, "rag.stores.faiss_store"),
+    Spec("faiss-flat", {"backend": "faiss", "faiss_index": "flat", "use_gpu": "never"}, True, _FAISS),
+    Spec("faiss-hnsw", {"backend": "faiss", "faiss_index": "hnsw", "use_gpu": "never"}, False, _FAISS),
     Spec("qdrant-embedded", {"backend": "qdrant", "qdrant_mode": "embedded"}, False, "qdrant_edge"),
     Spec("qdrant-local", {"backend": "qdrant", "qdrant_mode": "local"}, True, "qdrant_client"),
     Spec("qdrant-server", {"backend": "qdrant", "qdrant_mode": "server", "qdrant_url": SERVER_URL}, False,

@@ -1,0 +1,180 @@
+"""What is particular to the Qdrant store: modes, folder locks across processes, index building, server errors.
+
+The behaviour shared with every store (hits, filters, deletes, persistence, mismatch) is in test_store_contract.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qdrant_client")
+pytest.importorskip("qdrant_edge")
+
+from rag.config import Settings  # noqa: E402
+from rag.errors import ConfigError, StoreError  # noqa: E402
+from rag.stores import open_store  # noqa: E402
+from rag.stores.qdrant_store import QdrantClientStore, QdrantEdgeStore, point_id  # noqa: E402
+from rag.types import Chunk  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def chunk(i: int, source: str = "/d/a.md") -> Chunk:
+    return Chunk(id=f"id{i}", text=f"text {i}", source=source, page=None, start=0, end=6, content_hash=f"h{i}",
+                 file_hash="f", file_type="md")
+
+
+def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Clustered vectors, like text embeddings (HNSW on iid Gaussian vectors is slow to build and meaningless)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(24, dim))
+    z = rng.normal(size=(64, 24))[rng.integers(0, 64, n)] + 0.6 * rng.normal(size=(n, 24))
+    x = z @ basis + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def settings(mode: str, **store: object) -> Settings:
+    return Settings(store={"backend": "qdrant", "qdrant_mode": mode, **store})
+
+
+def test_point_ids_are_stable_uuids_of_chunk_ids() -> None:
+    assert point_id("abc") == point_id("abc") != point_id("abd")
+    assert len(point_id("abc")) == 36  # a UUID string, which every Qdrant accepts as a point id
+
+
+@pytest.mark.parametrize(("mode", "cls"), [("embedded", QdrantEdgeStore), ("edge", QdrantEdgeStore),
+                                           ("local", QdrantClientStore)])
+def test_modes_pick_their_engine_and_folder(mode: str, cls: type, tmp_path: Path) -> None:
+    s = settings(mode)
+    store = open_store(s, dim=8, embedding_model="m")
+    assert isinstance(store, cls)
+    store.upsert([chunk(1)], unit(1, 8))
+    store.close()
+    folder = "qdrant_edge" if cls is QdrantEdgeStore else "qdrant_local"
+    assert (s.collection_dir / folder).is_dir()
+
+
+def test_embedded_is_the_default_qdrant_mode() -> None:
+    assert Settings().store.qdrant_mode == "embedded"
+
+
+def test_server_mode_without_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="RAG_STORE__QDRANT_URL"):
+        open_store(settings("server"), dim=8, embedding_model="m")
+
+
+def test_unreachable_server_is_a_store_error_that_says_what_to_check() -> None:
+    with pytest.raises(StoreError, match="cannot reach Qdrant at http://127.0.0.1:9.*server up"):
+        open_store(settings("server", qdrant_url="http://127.0.0.1:9"), dim=8, embedding_model="m")
+
+
+_SECOND_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, {root!r})
+    from rag.config import Settings
+    from rag.errors import StoreError
+    from rag.stores import open_store
+    try:
+        store = open_store(Settings(store={{"backend": "qdrant", "qdrant_mode": {mode!r}}}), 8, "m")
+        print(json.dumps({{"opened": True, "count": store.count()}}))
+    except StoreError as e:
+        print(json.dumps({{"opened": False, "error": str(e)}}))
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["embedded", "local"])
+def test_a_second_process_gets_a_clear_error_while_the_folder_is_open(mode: str) -> None:
+    """In-process engines lock their folder; a second process (say `rag search` during `rag ingest`) is told why."""
+    store = open_store(settings(mode), dim=8, embedding_model="m")
+    store.upsert([chunk(1)], unit(1, 8))
+    code = _SECOND_PROCESS.format(root=str(ROOT), mode=mode)
+    run = lambda: json.loads(  # noqa: E731
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True,
+                       timeout=120).stdout.strip().splitlines()[-1]
+    )
+    busy = run()
+    assert busy["opened"] is False
+    assert "another process" in busy["error"] and "RAG_STORE__QDRANT_MODE=server" in busy["error"]
+    store.close()
+    free = run()  # once the first process closed it, the next one opens it and sees the data
+    assert free == {"opened": True, "count": 1}
+
+
+def test_embedded_builds_payload_indexes_and_an_hnsw_index_on_close() -> None:
+    n, dim = 8000, 384  # above Qdrant's indexing threshold (10 MB of vectors): this segment gets an HNSW graph
+    s = settings("embedded")
+    store = open_store(s, dim=dim, embedding_model="m")
+    assert isinstance(store, QdrantEdgeStore)
+    assert store.info()["payload_indexes"] == 3  # source, file_type, page
+    vectors = clustered(n, dim, seed=3)
+    store.upsert([chunk(i, f"/d/{i % 10}.md") for i in range(n)], vectors)
+    store.close()
+    store = open_store(s, dim=dim, embedding_model="m")
+    assert isinstance(store, QdrantEdgeStore)
+    info = store.info()
+    assert info["points"] == n and info["indexed_vectors"] >= n
+    assert store.search(vectors[123], k=1)[0].chunk.id == "id123"
+    store.close()
+
+
+def test_local_mode_records_the_model_in_collection_metadata() -> None:
+    s = settings("local")
+    store = open_store(s, dim=8, embedding_model="my-model")
+    assert isinstance(store, QdrantClientStore)
+    meta = store._client.get_collection(s.collection).config.metadata
+    assert meta["embedding_model"] == "my-model" and meta["dim"] == 8
+    store.close()
+
+
+QUESTIONS = [
+    "How many atomic clocks are averaged to produce International Atomic Time?",
+    "How many termites can an aardwolf eat in a single night?",
+    "After how long without contact does an LPPL work become unmaintained?",
+    "How do I plot a function in Octave?",
+    "leap seconds and UTC",
+]
+
+
+def _rag(args: list[str], backend: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(data_dir), "RAG_STORE__BACKEND": backend,
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-c", "from rag.cli import main; main()", *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_rag_ingest_then_search_gives_the_same_top_sources_with_qdrant_as_with_faiss(tmp_path: Path) -> None:
+    """The acceptance check: `RAG_STORE__BACKEND=qdrant rag ingest DIR && rag search Q` == the same with faiss."""
+    folder = ROOT / "docs" / "samples"
+    if not folder.is_dir():
+        pytest.skip("docs/samples is not there")
+    top: dict[str, list[list[tuple[str, int | None]]]] = {}
+    for backend in ("faiss", "qdrant"):
+        data_dir = tmp_path / backend
+        done = _rag(["ingest", str(folder), "--json"], backend, data_dir)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["chunks_added"] > 10
+        rows = []
+        for mode in ("dense", "hybrid"):
+            for q in QUESTIONS:
+                found = _rag(["search", q, "--json", "--k", "3", "--mode", mode], backend, data_dir)
+                assert found.returncode == 0, found.stderr
+                rows.append([(Path(h["source"]).name, h["page"]) for h in json.loads(found.stdout)["hits"]])
+        top[backend] = rows
+    assert (tmp_path / "qdrant" / "collections" / "default" / "qdrant_edge").is_dir()  # qdrant really ran
+    assert top["qdrant"] == top["faiss"]
+    assert top["faiss"][1][0][0] == "Aardwolf.txt"  # and the answers are the right documents
