@@ -55,11 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             t = time.perf_counter()
             summary = ingest_paths([CORPUS], settings)
-            print(f"ingested {summary.files_seen} files, {summary.chunks_added} chunks in {time.perf_counter() - t:.0f} s")
+            print(
+                f"ingested {summary.files_seen} files, {summary.chunks_added} chunks in {time.perf_counter() - t:.0f} s"
+            )
             if summary.failed:
                 print(f"ingestion failed for: {[f.path for f in summary.failed]}", file=sys.stderr)
                 return 1
-            llm = OpenAICompatibleLLM(settings.llm, ensure_server(settings.llm, models_dir=default_data_dir() / "models"))
+            llm = OpenAICompatibleLLM(
+                settings.llm, ensure_server(settings.llm, models_dir=default_data_dir() / "models")
+            )
             pipeline = RagPipeline(settings, llm=llm)
             judge = None
             groups = ("retrieval", "refusal", "rouge", "bertscore")

@@ -1,8 +1,8 @@
 """``rag eval`` and ``rag judge-meta``: parse options, build the parts, call the runner, render the result.
 
-    $ rag eval evals/data/gold.jsonl --out runs/today --fail-under recall@5=0.6 --fail-under rougeL=0.2
-    $ RAG_RETRIEVAL__K=1 rag eval evals/data/gold.jsonl --baseline runs/today     # what does k=1 cost?
-    $ rag judge-meta --pairs 30        # the judge's correlation with human judgments
+$ rag eval evals/data/gold.jsonl --out runs/today --fail-under recall@5=0.6 --fail-under rougeL=0.2
+$ RAG_RETRIEVAL__K=1 rag eval evals/data/gold.jsonl --baseline runs/today     # what does k=1 cost?
+$ rag judge-meta --pairs 30        # the judge's correlation with human judgments
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _pipeline(settings: Any) -> Any:
 
 def _judge(settings: Any, default_llm: Any, *, url: str | None, model: str | None, samples: int,
            steps_file: Path | None, criteria: list[str] | None, no_cache: bool) -> Any:  # fmt: skip
-    from evals.judge import JudgeConfig, GEvalJudge
+    from evals.judge import GEvalJudge, JudgeConfig
 
     if url or model:
         judge_settings = settings.llm.model_copy(update={"base_url": url or settings.llm.base_url, "model": model})
@@ -60,21 +60,34 @@ def _judge(settings: Any, default_llm: Any, *, url: str | None, model: str | Non
 def eval_command(
     dataset: Annotated[Path, typer.Argument(help="gold JSONL: {question, reference, sources} per line")],
     out: Annotated[Path | None, typer.Option(help="output folder (default eval-runs/<dataset>-<time>)")] = None,
-    metrics: Annotated[list[str] | None, typer.Option("--metrics", help="groups: retrieval, refusal, rouge, "
-                       "bertscore, judge (repeat or comma-separate; default all)")] = None,  # fmt: skip
-    fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=VALUE; exit 1 when the "
-                          "mean is lower (repeatable), e.g. recall@5=0.6")] = None,  # fmt: skip
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics",
+            help="groups: retrieval, refusal, rouge, bertscore, judge (repeat or comma-separate; default all)",
+        ),
+    ] = None,  # fmt: skip
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-under", help="METRIC=VALUE; exit 1 when the mean is lower (repeatable), e.g. recall@5=0.6"
+        ),
+    ] = None,  # fmt: skip
     baseline: Annotated[Path | None, typer.Option(help="an earlier run's --out folder to compare with")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="questions answered/judged at once")] = 2,
     collection: Annotated[str | None, typer.Option(help="collection to answer from (default: configured)")] = None,
-    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible judge endpoint (default: the "
-                         "answering LLM)")] = None,  # fmt: skip
+    judge_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible judge endpoint (default: the answering LLM)")
+    ] = None,  # fmt: skip
     judge_model: Annotated[str | None, typer.Option(help="judge model name on that endpoint")] = None,
-    judge_samples: Annotated[int, typer.Option(min=1, help="sampled scores per judgment when the judge server "
-                             "gives no logprobs")] = 10,  # fmt: skip
+    judge_samples: Annotated[
+        int, typer.Option(min=1, help="sampled scores per judgment when the judge server gives no logprobs")
+    ] = 10,  # fmt: skip
     judge_steps: Annotated[Path | None, typer.Option(help="JSON {criterion: evaluation steps} written by you")] = None,
-    judge_criteria: Annotated[list[str] | None, typer.Option("--judge-criterion", help="faithfulness, "
-                              "relevance, correctness (repeatable; default all three)")] = None,  # fmt: skip
+    judge_criteria: Annotated[
+        list[str] | None,
+        typer.Option("--judge-criterion", help="faithfulness, relevance, correctness (repeatable; default all three)"),
+    ] = None,  # fmt: skip
     no_judge_cache: Annotated[bool, typer.Option(help="do not reuse cached judge replies")] = False,
     no_progress: Annotated[bool, typer.Option(help="no progress bar (CI logs)")] = False,
 ) -> None:
@@ -148,8 +161,9 @@ def _render(result: Any) -> None:
 def judge_meta_command(
     pairs: Annotated[int, typer.Option(min=3, help="Lee document pairs to judge (stratified sample)")] = 30,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible judge endpoint (default: the "
-                         "configured/embedded LLM)")] = None,  # fmt: skip
+    judge_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible judge endpoint (default: the configured/embedded LLM)")
+    ] = None,  # fmt: skip
     judge_model: Annotated[str | None, typer.Option(help="judge model name on that endpoint")] = None,
     judge_samples: Annotated[int, typer.Option(min=1, help="sampled scores when no logprobs")] = 10,
     out: Annotated[Path | None, typer.Option(help="write the result as JSON here too")] = None,

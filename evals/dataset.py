@@ -100,7 +100,7 @@ def load_dataset(path: str | Path) -> list[GoldExample]:
         if not isinstance(reference, str):
             raise _fail(path, n, "'reference' must be a string (\"\" for an unanswerable question)")
         if not isinstance(sources, list) or not all(isinstance(s, str) and s.strip() for s in sources):
-            raise _fail(path, n, "'sources' must be a list of non-empty strings like \"file.pdf#3\" or \"notes.md\"")
+            raise _fail(path, n, '\'sources\' must be a list of non-empty strings like "file.pdf#3" or "notes.md"')
         for s in sources:
             try:
                 GoldSource.parse(s)

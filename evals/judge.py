@@ -18,7 +18,8 @@ Every call goes through an on-disk cache keyed by (model, messages, parameters):
 Example::
 
     >>> judge = GEvalJudge(llm, JudgeConfig(cache_dir=Path("runs/.judge-cache")))  # doctest: +SKIP
-    >>> judge.judge("faithfulness", question="Who?", answer="Ada [1].", sources="[1] Ada wrote it.").score  # doctest: +SKIP
+    >>> j = judge.judge("faithfulness", question="Who?", answer="Ada [1].", sources="[1] Ada.")  # doctest: +SKIP
+    >>> j.score  # doctest: +SKIP
     4.62
 """
 
@@ -325,12 +326,12 @@ class GEvalJudge:
             if c.steps:
                 self._steps[criterion] = c.steps
                 return c.steps
-        prompt = STEPS_PROMPT_TEMPLATE.format(
-            task=c.task, target=_target(c), title=c.title, description=c.description
-        )
+        prompt = STEPS_PROMPT_TEMPLATE.format(task=c.task, target=_target(c), title=c.title, description=c.description)
         text = self._complete([Message("user", prompt)], max_tokens=160, temperature=0.0)[0].text.strip()
         if not text:
-            text = "1. Read the inputs carefully.\n2. Compare them against the criterion.\n3. Assign a score from 1 to 5."
+            text = (
+                "1. Read the inputs carefully.\n2. Compare them against the criterion.\n3. Assign a score from 1 to 5."
+            )
         with self._lock:
             self._steps.setdefault(criterion, text)
             return self._steps[criterion]
@@ -404,7 +405,9 @@ class GEvalJudge:
             "model": self.model,
             "prompt_version": JUDGE_PROMPT_VERSION,
             "logprobs_available": self.logprobs_available,
-            "method": "logprobs" if self.logprobs_available else ("sampling" if self.logprobs_available is False else None),
+            "method": "logprobs"
+            if self.logprobs_available
+            else ("sampling" if self.logprobs_available is False else None),
             "judgments": dict(self.counts),
             "unparsable": self.counts.get("unparsable", 0),
             "cache_hits": self.cache.hits,

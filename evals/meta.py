@@ -50,7 +50,7 @@ def load_lee() -> tuple[list[str], np.ndarray]:
 
 
 def sample_pairs(human: np.ndarray, n: int, seed: int = 0) -> list[tuple[int, int, float]]:
-    """``n`` pairs (i < j), one drawn at random from each of ``n`` equal-size bins of the pairs sorted by human score."""
+    """``n`` pairs (i < j), one drawn at random from each of ``n`` equal bins of the pairs sorted by human score."""
     iu = np.triu_indices(human.shape[0], 1)
     pairs = sorted(zip(iu[0].tolist(), iu[1].tolist(), human[iu].tolist(), strict=True), key=lambda p: p[2])
     n = min(n, len(pairs))

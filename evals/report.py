@@ -101,7 +101,9 @@ def _diff_plot(summary: dict[str, Any]) -> str | None:
     means = [diffs[n]["mean"] for n in names]
     err = [[m - diffs[n]["ci_low"] for n, m in zip(names, means, strict=True)],
            [diffs[n]["ci_high"] - m for n, m in zip(names, means, strict=True)]]  # fmt: skip
-    colors = ["#c44e52" if diffs[n]["ci_high"] < 0 else "#55a868" if diffs[n]["ci_low"] > 0 else "#8c8c8c" for n in names]
+    colors = [
+        "#c44e52" if diffs[n]["ci_high"] < 0 else "#55a868" if diffs[n]["ci_low"] > 0 else "#8c8c8c" for n in names
+    ]
     ax.barh(names, means, xerr=err, color=colors)
     ax.axvline(0, color="black", lw=0.8)
     ax.invert_yaxis()
@@ -130,7 +132,8 @@ def write_report(path: Path, rows: Sequence[dict[str, Any]], summary: dict[str, 
         "<!doctype html><html><head><meta charset='utf-8'><title>RAG evaluation report</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
         "font-size:13px}td,th{border:1px solid #ddd;padding:4px 6px;vertical-align:top}th{background:#f4f4f4}"
-        ".fail{color:#b00;font-weight:bold}.ok{color:#070}.warn{background:#fff3cd;padding:8px;border:1px solid #e0c36b}"
+        ".fail{color:#b00;font-weight:bold}.ok{color:#070}"
+        ".warn{background:#fff3cd;padding:8px;border:1px solid #e0c36b}"
         "details summary{cursor:pointer}code{background:#f4f4f4;padding:1px 3px}",
         "</style></head><body>",
         f"<h1>RAG evaluation: {e(summary['provenance'].get('dataset', ''))}</h1>",
@@ -175,7 +178,8 @@ def write_report(path: Path, rows: Sequence[dict[str, Any]], summary: dict[str, 
         for name, d in base["differences"].items():
             cls = " class='fail'" if d["ci_high"] < 0 else ""
             parts.append(f"<tr{cls}><td>{e(name)}</td><td>{_fmt(d['baseline_mean'])}</td><td>{_fmt(d['current_mean'])}"
-                         f"</td><td>{d['mean']:+.3f}</td><td>{d['ci_low']:+.3f} – {d['ci_high']:+.3f}</td></tr>")  # fmt: skip
+                         f"</td><td>{d['mean']:+.3f}</td>"
+                         f"<td>{d['ci_low']:+.3f} – {d['ci_high']:+.3f}</td></tr>")  # fmt: skip
         parts.append("</table>")
         if base["worse"]:
             parts.append(f"<h3>Questions that got worse ({len(base['questions_worse'])})</h3><table><tr><th>question"

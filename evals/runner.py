@@ -170,7 +170,9 @@ def score_rows(
     if "rouge" in groups:
         from evals.metrics.rouge import rouge
 
-        for r, s in zip(with_ref, rouge([r["answer"] for r in with_ref], [r["reference"] for r in with_ref]), strict=True):
+        for r, s in zip(
+            with_ref, rouge([r["answer"] for r in with_ref], [r["reference"] for r in with_ref]), strict=True
+        ):
             r["metrics"].update(s)
     if "bertscore" in groups and with_ref:
         from evals.metrics.bertscore import BertScorer

@@ -33,9 +33,7 @@ def mean_ci(values: Sequence[float | None], *, level: float = 0.95, n_boot: int 
     }
 
 
-def paired_diff(
-    current: Sequence[float | None], baseline: Sequence[float | None], *, level: float = 0.95
-) -> dict:
+def paired_diff(current: Sequence[float | None], baseline: Sequence[float | None], *, level: float = 0.95) -> dict:
     """Mean of (current - baseline) over pairs where both are present, with its bootstrap CI (resampling pairs)."""
     diffs = [c - b for c, b in zip(current, baseline, strict=True) if c is not None and b is not None]
     out = mean_ci(diffs, level=level)

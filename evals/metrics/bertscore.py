@@ -149,7 +149,9 @@ class BertScorer:
             rows = [outputs[plan[0][0]][0]]  # CLS of the first window
             for p in range(len(ids)):
                 # the window where token p has the most context on its shorter side
-                wi, s = max(plan, key=lambda ws, p=p: min(p - ws[1], ws[1] + w - 1 - p) if ws[1] <= p < ws[1] + w else -1)
+                wi, s = max(
+                    plan, key=lambda ws, p=p: min(p - ws[1], ws[1] + w - 1 - p) if ws[1] <= p < ws[1] + w else -1
+                )
                 rows.append(outputs[wi][1 + p - s])
             rows.append(outputs[plan[-1][0]][-1])  # SEP of the last window
             result.append((np.stack(rows), [tok.cls_token_id, *ids, tok.sep_token_id]))
@@ -183,7 +185,9 @@ class BertScorer:
 
         embedded = self.embed([*candidates, *references])
         out = []
-        for (c_emb, c_ids), (r_emb, r_ids) in zip(embedded[: len(candidates)], embedded[len(candidates) :], strict=True):
+        for (c_emb, c_ids), (r_emb, r_ids) in zip(
+            embedded[: len(candidates)], embedded[len(candidates) :], strict=True
+        ):
             c = c_emb / np.linalg.norm(c_emb, axis=1, keepdims=True)
             r = r_emb / np.linalg.norm(r_emb, axis=1, keepdims=True)
             sim = c @ r.T

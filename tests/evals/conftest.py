@@ -57,8 +57,10 @@ class JudgeLLM:
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float = 0.0,
                  top_logprobs: int | None = None, n: int = 1) -> list[Completion]:  # fmt: skip
-        self.calls.append({"messages": list(messages), "top_logprobs": top_logprobs, "n": n, "temperature": temperature})
-        if "Evaluation Steps:\n" == messages[-1].content[-len("Evaluation Steps:\n"):]:
+        self.calls.append(
+            {"messages": list(messages), "top_logprobs": top_logprobs, "n": n, "temperature": temperature}
+        )
+        if "Evaluation Steps:\n" == messages[-1].content[-len("Evaluation Steps:\n") :]:
             return [Completion(text="1. Read the answer.\n2. Compare it with the sources.\n3. Score 1-5.")]
         if top_logprobs and self.logprobs:
             positions = [(TokenLogprob(t, 0.0),) for t in self.prefix]

@@ -39,7 +39,9 @@ def test_judge_uses_logprobs_and_generates_steps_once(fakes, tmp_path):
     steps_calls = [c for c in llm.calls if c["top_logprobs"] is None]
     assert len(steps_calls) == 1  # evaluation steps generated once per criterion
     prompt = llm.calls[-1]["messages"][-1].content
-    assert "Evaluation Steps:" in prompt and "1. Read the answer." in prompt and prompt.endswith("- Faithfulness (1-5):")
+    assert (
+        "Evaluation Steps:" in prompt and "1. Read the answer." in prompt and prompt.endswith("- Faithfulness (1-5):")
+    )
 
 
 def test_judge_cache_makes_a_rerun_free(fakes, tmp_path):

@@ -50,8 +50,15 @@ def test_real_server_logprobs_give_a_weighted_score(llm, tmp_path):
                     reference="Paris is the capital of France.", answer="Paris [1].")  # fmt: skip
     assert j.method == "logprobs" and j.score == pytest.approx(score)
     again = GEvalJudge(llm, JudgeConfig(criteria=("correctness",), steps=steps, cache_dir=tmp_path / "c"))
-    assert again.judge("correctness", question="What is the capital of France?",
-                       reference="Paris is the capital of France.", answer="Paris [1].").score == j.score
+    assert (
+        again.judge(
+            "correctness",
+            question="What is the capital of France?",
+            reference="Paris is the capital of France.",
+            answer="Paris [1].",
+        ).score
+        == j.score
+    )
     assert again.cache.hits == 1
 
 

@@ -34,7 +34,10 @@ def test_rouge_is_identical_to_rouge_score():
         for k in ("rouge1", "rouge2", "rougeL"):
             assert o[k] == plain[k].fmeasure
         # Lsum on the same newline-joined sentences rouge-score's NLTK splitter would give
-        assert o["rougeLsum"] == scorer.score("\n".join(split_sentences(r)), "\n".join(split_sentences(p)))["rougeLsum"].fmeasure
+        assert (
+            o["rougeLsum"]
+            == scorer.score("\n".join(split_sentences(r)), "\n".join(split_sentences(p)))["rougeLsum"].fmeasure
+        )
     assert ours[0]["rouge1"] > 0.3 and rouge(["x y"], ["a b"])[0]["rouge1"] == 0.0
 
 
@@ -123,10 +126,15 @@ def test_dataset_errors_name_the_line(tmp_path):
     p.write_text('{"question": "Q1?", "reference": "", "sources": []}\nnot json\n')
     with pytest.raises(DatasetError, match=r":2: invalid JSON"):
         load_dataset(p)
-    p.write_text('{"question": "Q1?", "reference": "", "sources": []}\n{"question": "Q1?", "reference": "", "sources": []}\n')
+    p.write_text(
+        '{"question": "Q1?", "reference": "", "sources": []}\n{"question": "Q1?", "reference": "", "sources": []}\n'
+    )
     with pytest.raises(DatasetError, match=r":2: duplicate question \(first on line 1\)"):
         load_dataset(p)
-    p.write_text('{"question": "Q1?", "reference": "", "sources": []}\n{"question": "Q2", "reference": "B", "sources": ["b.md"]}\n')
+    p.write_text(
+        '{"question": "Q1?", "reference": "", "sources": []}\n'
+        '{"question": "Q2", "reference": "B", "sources": ["b.md"]}\n'
+    )
     ex = load_dataset(p)
     assert not ex[0].answerable and ex[1].gold_sources == (GoldSource("b.md"),)
 

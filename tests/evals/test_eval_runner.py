@@ -106,7 +106,9 @@ def test_planted_regression_fails_thresholds_and_baseline_lists_worse(fakes, fak
 def test_unknown_threshold_metric_fails_before_answering(fakes, fake_embedder, gold, tmp_path):
     pipeline = make_pipeline(fakes, fake_embedder)
     with pytest.raises(ConfigError, match="unknown metric"):
-        run_eval(gold, tmp_path / "x", answerer=pipeline, options=options(metrics=("rouge",), fail_under={"recal@5": 1}))
+        run_eval(
+            gold, tmp_path / "x", answerer=pipeline, options=options(metrics=("rouge",), fail_under={"recal@5": 1})
+        )
     assert pipeline.llm.calls == 0
 
 
