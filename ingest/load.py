@@ -55,7 +55,8 @@ def load_pdf(path: Path, file_hash: str) -> Iterator[Document]:
             try:
                 ok = reader.decrypt("")
             except (NotImplementedError, DependencyError) as e:  # AES without the crypto extra
-                raise IngestError(f"encrypted PDF that needs a crypto library: pip install 'pypdf[crypto]' ({e})")
+                hint = "pip install 'pypdf[crypto]'"
+                raise IngestError(f"encrypted PDF that needs a crypto library: {hint} ({e})") from e
             if not ok:
                 raise IngestError("encrypted PDF (password protected): decrypt it first, e.g. qpdf --decrypt")
         n_pages = len(reader.pages)

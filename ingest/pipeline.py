@@ -39,6 +39,7 @@ _log = logging.getLogger(__name__)
 
 LOADER_VERSION = "1"  # bump when loaders or chunking change what a file turns into: every file is re-ingested
 EMBED_BUFFER = 512  # chunks gathered across files before one embedding call (bounded memory, full batches)
+PARSE_AHEAD_FILES = 16  # files parsed ahead while the model embeds: the overlap, with bounded memory
 STREAM_BYTES = 16 << 20  # text files larger than this are loaded, chunked and embedded piece by piece
 
 
@@ -171,7 +172,9 @@ def file_sha256(path: Path) -> str:
 class _Run:
     """One ingestion run; the store and the model are opened only when some file needs them."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None, progress: Callable[[IngestProgress], None] | None):
+    def __init__(
+        self, settings: Settings, embedder: Embedder | None, progress: Callable[[IngestProgress], None] | None
+    ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._store: VectorStore | None = None
@@ -284,7 +287,7 @@ class _Run:
         return prep
 
     def prepared(self, todo: list[_Candidate]) -> Iterator[_Prepared]:
-        """``prepare`` over ``todo`` in a thread pool, results in order, at most a few files ahead (bounded memory)."""
+        """``prepare`` over ``todo`` in a thread pool, results in order, at most ``PARSE_AHEAD_FILES`` ahead."""
         workers = max(1, self.settings.ingest.workers)
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rag-parse")
         queue: deque[Future[_Prepared]] = deque()
@@ -292,7 +295,7 @@ class _Run:
         try:
             for cand in it:
                 queue.append(executor.submit(self.prepare, cand))
-                if len(queue) >= workers * 2:
+                if len(queue) >= PARSE_AHEAD_FILES:
                     break
             while queue:
                 result = queue.popleft().result()

@@ -84,7 +84,8 @@ def _where(filters: Filters | None) -> tuple[str, list[Any]]:
     """SQL for ``Chunk.matches`` semantics: exact match per field, a sequence means any-of."""
     if not filters:
         return "", []
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     for key, wanted in filters.items():
         if key not in FILTER_FIELDS:
             raise ValueError(f"unknown filter field {key!r}; use one of {', '.join(FILTER_FIELDS)}")
@@ -367,7 +368,7 @@ class FaissStore:
                         (c.id, c.text, c.source, c.page, c.start, c.end, c.content_hash, c.file_hash, c.file_type,
                          v.tobytes()),
                     )
-                    new_ids[i] = cur.lastrowid
+                    new_ids[i] = int(cur.lastrowid or 0)
                 generation = self._bump_generation()
             self._remove_from_index(old)
             self._index.add_with_ids(vectors, new_ids)

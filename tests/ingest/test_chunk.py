@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from ingest.chunk import Chunker, chunk_id
 from rag.embedders import SentenceTransformerEmbedder
 from rag.types import Document
-
-from ingest.chunk import Chunker, chunk_id
 
 TEXT = "\n\n".join(
     f"Paragraph {i}. " + " ".join(f"The river number {i} carries sediment {j} to the sea." for j in range(12))

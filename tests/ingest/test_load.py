@@ -85,7 +85,7 @@ def test_non_utf8_text_is_decoded(tmp_path: Path, encoding: str, text: str) -> N
 
 
 def test_detect_encoding_prefers_utf8() -> None:
-    assert detect_encoding("plain ascii".encode()) == "utf-8"
+    assert detect_encoding(b"plain ascii") == "utf-8"
     assert detect_encoding("naïve".encode()[:-1]) == "utf-8"  # a multibyte char cut at the sample's end
 
 

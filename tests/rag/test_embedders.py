@@ -116,3 +116,23 @@ def test_openai_backend_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ConfigError, match="RAG_EMBEDDING__BASE_URL"):
         load_embedder(EmbeddingSettings(backend="openai"))
+
+
+def test_onnx_runtimes_match_torch(minilm: SentenceTransformerEmbedder, artifacts_dir: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optional ONNX runtimes embed like the sentence-transformers reference (the export is cached)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("RAG_ONNX_CACHE", str(artifacts_dir / "onnx-cache"))
+    texts = ["The cat sat on the mat.", "Stock markets fell sharply on Monday.", "A kitten is resting on a rug.",
+             "LaTeX typesets mathematics; \\section starts a new section. " * 20]
+    ref = minilm.embed_documents(texts)
+    fp32 = load_embedder(EmbeddingSettings(runtime="onnx"))
+    int8 = load_embedder(EmbeddingSettings(runtime="onnx-int8"))
+    a, b = fp32.embed_documents(texts), int8.embed_documents(texts)
+    assert a.shape == b.shape == (4, 384) and fp32.name == int8.name == minilm.name
+    assert float((a * ref).sum(axis=1).min()) > 0.9999
+    assert float((b * ref).sum(axis=1).min()) > 0.97
+    q = int8.embed_query("Where is the cat?")
+    assert float(b[0] @ q) > float(b[1] @ q)
+    assert list((artifacts_dir / "onnx-cache").glob("*/model-int8.onnx"))
