@@ -220,6 +220,10 @@ def chat_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> None:
                 )
             elif docs is not None:
                 st.info(EMPTY_INDEX, icon=":material/info:")
+                if services.sample_documents() and st.button(
+                    "Try it on the sample documents", icon=":material/science:"
+                ):
+                    run_ingest(services.sample_documents(), settings)
         for msg in st.session_state.messages:
             show_message(msg)
     question = st.chat_input("Ask a question about your documents")

@@ -41,12 +41,17 @@ def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
 def chat_command(
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes your documents to the network."),
     port: int = typer.Option(8501, help="Port of the web app."),
+    samples: bool = typer.Option(
+        True, "--samples/--no-samples", help="Index the bundled sample documents first if the collection is empty."
+    ),
 ) -> None:
     """Chat with your documents in the browser (Streamlit), with cited answers and a documents view."""
     from rag.config import Settings
     from rag.errors import RagError
 
     settings = Settings()
+    if samples:
+        _index_samples_if_empty(settings)
     if settings.llm.base_url is None:
         from rag.local_llm import ensure_server
 
@@ -64,3 +69,23 @@ def chat_command(
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
+
+
+def _index_samples_if_empty(settings: object) -> None:
+    """A first ``rag chat`` on a fresh checkout opens on something to ask about: the bundled samples."""
+    from rag.config import Settings
+    from ui import services
+
+    assert isinstance(settings, Settings)
+    files = services.sample_documents()
+    if not files or services.list_documents(settings):
+        return
+    typer.echo(
+        f"The collection {settings.collection!r} is empty: indexing the {len(files)} sample documents of "
+        f"{services.SAMPLES_DIR} (skip with --no-samples; add yours in the app's Documents tab or with rag ingest)…",
+        err=True,
+    )
+    summary = services.ingest(files, settings, progress=None, embedder=None)
+    typer.echo(f"  {summary.new} indexed, {len(summary.failed)} failed in {summary.seconds:.1f} s", err=True)
+    for f in summary.failed:
+        typer.secho(f"  not indexed: {f.path}: {f.reason}", fg=typer.colors.YELLOW, err=True)

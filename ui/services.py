@@ -30,6 +30,12 @@ if TYPE_CHECKING:  # only for annotations: importing these pulls in the heavy st
 RETRIEVAL_MODES = ("dense", "hybrid", "reranked")
 """What the sidebar offers; "reranked" is hybrid retrieval followed by the cross-encoder."""
 
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "docs" / "samples"
+"""The bundled sample documents (a source checkout); ``rag chat`` indexes them into an empty collection."""
+_NOT_SAMPLES = frozenset(
+    {"README.md", "questions.txt"}
+)  # about the samples, not samples: they would compete as sources
+
 _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # the same rule as Settings.collection
 
 
@@ -61,6 +67,13 @@ def collections(settings: Settings) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and _COLLECTION.match(p.name))
+
+
+def sample_documents(folder: Path = SAMPLES_DIR) -> list[Path]:
+    """The sample files to index (empty when the folder is not there, e.g. in an installed wheel)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _NOT_SAMPLES and p.name[0] != ".")
 
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:

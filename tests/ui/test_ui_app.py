@@ -218,6 +218,19 @@ def test_empty_index_says_to_upload_and_does_not_ask_the_llm(world: World) -> No
     assert sum("No documents yet" in e.value for e in at.info) >= 1
 
 
+def test_empty_index_offers_the_sample_documents(world: World) -> None:
+    world.docs.clear()
+    at = run_app()
+    [try_samples] = [b for b in at.main.button if b.label == "Try it on the sample documents"]
+    try_samples.click().run()
+    assert not at.exception, at.exception
+    assert world.ingested == [services.sample_documents()]
+    assert {p.name for p in world.ingested[0]} >= {"lppl.pdf", "Aardwolf.txt"}
+    n = len(world.ingested[0])
+    assert any(f"Indexed {n} files" in e.value for e in at.success)
+    assert not any("No documents yet" in e.value for e in at.info)  # the chat is ready
+
+
 def test_upload_is_saved_safely_indexed_and_listed(world: World, _isolated_data_dir: Path) -> None:
     at = run_app()
     at.file_uploader[0].set_value([

@@ -121,3 +121,25 @@ def test_chat_command_is_local_headless_and_private_by_default() -> None:
     assert opts["--server.headless"] == "true"
     assert opts["--browser.gatherUsageStats"] == "false"
     assert opts["--server.maxUploadSize"] == "50"
+
+
+def test_sample_documents_leave_out_the_readme_and_questions(tmp_path: Path) -> None:
+    for name in ("README.md", "questions.txt", "a.pdf", "b.md", ".hidden.txt"):
+        (tmp_path / name).write_text("x")
+    assert [p.name for p in services.sample_documents(tmp_path)] == ["a.pdf", "b.md"]
+    assert services.sample_documents(tmp_path / "missing") == []
+
+
+def test_rag_chat_indexes_the_samples_only_into_an_empty_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui import cli
+
+    ingested: list[list[Path]] = []
+    docs: list[tuple[str, int]] = []
+    summary = type("S", (), {"new": 4, "failed": (), "seconds": 1.0})()
+    monkeypatch.setattr(services, "list_documents", lambda settings: list(docs))
+    monkeypatch.setattr(services, "ingest", lambda paths, settings, **kw: ingested.append(list(paths)) or summary)
+    cli._index_samples_if_empty(Settings())
+    assert ingested == [services.sample_documents()] and ingested[0]
+    docs.append(("/mine/report.pdf", 12))
+    cli._index_samples_if_empty(Settings())
+    assert len(ingested) == 1  # a collection with the user's documents is left alone
