@@ -19,14 +19,15 @@ from rag.stores import open_store
 class FailingEmbedder:
     """The fake embedder, but the ``fail_on``-th embedding call raises (a crash in the middle of a run)."""
 
-    def __init__(self, inner: Any, fail_on: int) -> None:
+    def __init__(self, inner: Any, fail_on: int, error: BaseException | None = None) -> None:
         self.inner, self.fail_on, self.calls, self.texts = inner, fail_on, 0, 0
         self.name, self.dim = inner.name, inner.dim
+        self.error = error or RuntimeError("simulated crash")
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         self.calls += 1
         if self.calls == self.fail_on:
-            raise RuntimeError("simulated crash")
+            raise self.error
         self.texts += len(texts)
         return self.inner.embed_documents(texts)
 
@@ -112,7 +113,8 @@ def list_documents_with(settings: Settings, emb: Any) -> list[tuple[str, int]]:
         store.close()
 
 
-def test_crash_mid_run_keeps_committed_files_and_resumes(tmp_path: Path, fake_embedder: Any, kit: Any,
+@pytest.mark.parametrize("error", [RuntimeError("simulated crash"), KeyboardInterrupt()], ids=["crash", "ctrl-c"])
+def test_crash_mid_run_keeps_committed_files_and_resumes(tmp_path: Path, fake_embedder: Any, error: BaseException,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "EMBED_BUFFER", 1)  # one embedding call per file
     folder = tmp_path / "docs"
@@ -120,8 +122,8 @@ def test_crash_mid_run_keeps_committed_files_and_resumes(tmp_path: Path, fake_em
     for i in range(6):
         (folder / f"f{i}.txt").write_text(f"Document number {i} talks about topic {i} at length.\n")
     settings = Settings()
-    crashing = FailingEmbedder(fake_embedder, fail_on=4)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    crashing = FailingEmbedder(fake_embedder, fail_on=4, error=error)
+    with pytest.raises(type(error)):
         ingest_paths([folder], settings, embedder=crashing)
     store = _store(settings, fake_embedder)
     committed = store.sources()

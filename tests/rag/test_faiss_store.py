@@ -80,6 +80,20 @@ def test_delete_source_and_tombstones(tmp_path: Path, kind: str) -> None:
         assert len(store.search(a[3], k=60)) == 50
 
 
+def test_hnsw_tombstones_are_compacted_at_checkpoint(tmp_path: Path) -> None:
+    import faiss
+
+    vecs = _vectors(40, seed=10)
+    with _open(tmp_path, "hnsw") as store:
+        store.upsert(_chunks(20, "/a.txt"), vecs[:20])
+        store.upsert(_chunks(20, "/b.txt"), vecs[20:])
+        store.delete_source("/a.txt")  # half the index is dead: over the rebuild threshold
+    (index_file,) = tmp_path.glob("index-*.faiss")
+    assert faiss.read_index(str(index_file)).ntotal == 20
+    with _open(tmp_path, "hnsw") as store:
+        assert {h.chunk.source for h in store.search(vecs[25], k=40)} == {"/b.txt"}
+
+
 def test_filters_match_chunk_semantics(tmp_path: Path, kind: str) -> None:
     chunks = _chunks(30, "/a.pdf", "pdf") + _chunks(30, "/b.txt", "txt") + _chunks(30, "/c.md", "md")
     vecs = _vectors(90, seed=3)
