@@ -22,7 +22,7 @@ from rag.types import Answer, Chunk, Completion, Message
 class FakeLLM:
     """An ``LLMClient`` that behaves like an obedient model, so tests can see what the prompt makes it do.
 
-    It follows instructions it finds OUTSIDE the <source> blocks ("ignore previous instructions" makes it say PWNED);
+    It follows instructions it finds OUTSIDE the <<< >>> source blocks ("ignore previous instructions" makes it say PWNED);
     otherwise it quotes the source sharing most words with the question, citing it, or refuses.
     """
 
@@ -40,13 +40,13 @@ class FakeLLM:
         if "Standalone question:" in messages[-1].content:
             return self.rewrite or "?"
         prompt = "\n".join(m.content for m in messages)
-        outside = re.sub(r"<source .*?</source>", "", prompt, flags=re.S)
+        outside = re.sub(r"<<<.*?>>>", "", prompt, flags=re.S)
         if "ignore previous instructions" in outside.lower():
             return "PWNED"
         question = messages[-1].content.split("Question:", 1)[1].split("\n", 1)[0]
         words = {w for w in re.findall(r"\w+", question.lower()) if len(w) > 3}
         best, best_overlap = None, 0
-        for m in re.finditer(r'<source id="(\d+)"[^>]*>\n(.*?)\n</source>', messages[-1].content, flags=re.S):
+        for m in re.finditer(r"\[(\d+)\] [^\n]*\n<<<\n(.*?)\n>>>", messages[-1].content, flags=re.S):
             overlap = len(words & set(re.findall(r"\w+", m.group(2).lower())))
             if overlap > best_overlap:
                 best, best_overlap = m, overlap
@@ -140,7 +140,7 @@ def test_follow_up_is_rewritten_before_retrieval(settings, store, fake_embedder)
     assert "rewrite" in answer.timings
     assert len(llm.calls) == 2 and "Tell me about aardvarks." in llm.calls[0][-1].content
     # the history is in the answering prompt too
-    assert [m.role for m in llm.calls[1]] == ["system", "user", "assistant", "user"]
+    assert [m.content for m in llm.calls[1][3:5]] == [h.content for h in history]
 
 
 def test_a_rambling_rewrite_falls_back_to_the_original_question(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
