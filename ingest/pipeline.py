@@ -40,7 +40,7 @@ _log = logging.getLogger(__name__)
 LOADER_VERSION = "1"  # bump when loaders or chunking change what a file turns into: every file is re-ingested
 EMBED_BUFFER = 512  # chunks gathered across files before one embedding call (bounded memory, full batches)
 PARSE_AHEAD_FILES = 16  # files parsed ahead while the model embeds: the overlap, with bounded memory
-STREAM_BYTES = 16 << 20  # text files larger than this are loaded, chunked and embedded piece by piece
+STREAM_BYTES = 16 << 20  # files larger than this are loaded, chunked and embedded piece by piece (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -267,8 +267,8 @@ class _Run:
             if rec and rec.status == "done" and rec.config_key == self.config_key and rec.file_hash == prep.file_hash:
                 prep.unchanged = True  # touched, not changed: same bytes
                 return prep
-            if cand.path.suffix.lower() in (".txt", ".text", ".md", ".markdown") and cand.size > STREAM_BYTES:
-                prep.stream = True  # the main thread streams it piece by piece
+            if cand.size > STREAM_BYTES and cand.path.suffix.lower() not in (".html", ".htm"):
+                prep.stream = True  # the main thread streams it: text piece by piece, PDFs page by page
                 return prep
             prep.chunks = _dedup(self.chunker.split_all(load_file(cand.path, prep.file_hash)))
             if not prep.chunks:
@@ -340,7 +340,7 @@ class _Run:
         batch.clear()
 
     def stream(self, prep: _Prepared) -> None:
-        """A big text file: load, chunk, embed and upsert in bounded pieces; committed as a whole at the end."""
+        """A big file: load, chunk, embed and upsert in bounded pieces; marked done in the manifest at the end."""
         cand = prep.cand
         self.manifest.mark_pending(cand.source)
         removed = self.store.delete_source(cand.source)

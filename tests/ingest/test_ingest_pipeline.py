@@ -250,3 +250,24 @@ def test_delete_and_list_documents(mixed_folder: Path, fake_embedder: Any, monke
     assert md not in dict(list_documents(settings))
     again = ingest_paths([mixed_folder], settings, embedder=fake_embedder)
     assert again.new == 1  # the manifest forgot it too, so it comes back
+
+
+def test_big_pdfs_are_streamed_page_by_page(tmp_path: Path, fake_embedder: Any, kit: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "STREAM_BYTES", 1)  # every file counts as big
+    monkeypatch.setattr(pipeline, "EMBED_BUFFER", 2)
+    kit.write_pdf(tmp_path / "book.pdf", kit.PAGES * 2)
+    kit.write_image_only_pdf(tmp_path / "scan.pdf")
+    calls: list[int] = []
+    real = fake_embedder.embed_documents
+    monkeypatch.setattr(fake_embedder, "embed_documents", lambda t: calls.append(len(t)) or real(t))
+    summary = ingest_paths([tmp_path], Settings(), embedder=fake_embedder)
+    assert summary.new == 1 and summary.chunks_added == 6 and max(calls) <= 2
+    assert [(Path(f.path).name, "no extractable text" in f.reason) for f in summary.failed] == [("scan.pdf", True)]
+    docs = dict(list_documents_with(Settings(), fake_embedder))
+    assert list(docs) == [str(tmp_path / "book.pdf")]
+    store = _store(Settings(), fake_embedder)
+    try:
+        assert sorted(c.page for c in store.chunks()) == [1, 2, 3, 4, 5, 6]
+    finally:
+        store.close()
