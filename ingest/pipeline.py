@@ -183,6 +183,8 @@ class _Run:
         self.counts = _Counts()
         self.total = 0
         self.manifest = Manifest(settings.collection_dir / "manifest.sqlite")
+        self.stale_marker = settings.collection_dir / "bm25.stale"
+        self._stale_marked = False
 
     @property
     def embedder(self) -> Embedder:
@@ -307,8 +309,16 @@ class _Run:
             executor.shutdown(wait=True, cancel_futures=True)
 
     # -- committing ------------------------------------------------------------------------------------------
+    def lexical_stale(self) -> None:
+        """Mark the BM25 index out of date before the store changes (a crash before the rebuild is then seen)."""
+        if not self._stale_marked:
+            self.stale_marker.parent.mkdir(parents=True, exist_ok=True)
+            self.stale_marker.touch()
+            self._stale_marked = True
+
     def commit(self, prep: _Prepared, chunks: Sequence[Chunk], vectors: Any) -> None:
         cand = prep.cand
+        self.lexical_stale()
         self.manifest.mark_pending(cand.source)
         removed = self.store.delete_source(cand.source)
         self.store.upsert(chunks, vectors)
@@ -342,6 +352,7 @@ class _Run:
     def stream(self, prep: _Prepared) -> None:
         """A big file: load, chunk, embed and upsert in bounded pieces; marked done in the manifest at the end."""
         cand = prep.cand
+        self.lexical_stale()
         self.manifest.mark_pending(cand.source)
         removed = self.store.delete_source(cand.source)
         n = 0
@@ -376,6 +387,7 @@ class _Run:
     def prune(self, keep: set[str]) -> None:
         for source in sorted(self.manifest.all()):
             if source not in keep and not Path(source).exists():
+                self.lexical_stale()
                 self.counts.chunks_removed += self.store.delete_source(source)
                 self.manifest.remove(source)
                 self.counts.pruned += 1
@@ -415,7 +427,6 @@ def ingest_paths(
     files, skipped = discover(paths, settings.ingest.include)
     run = _Run(settings, embedder, progress)
     run.total = len(files)
-    changed_anything = False
     try:
         todo = run.plan(files)
         batch: list[_Prepared] = []
@@ -441,10 +452,11 @@ def ingest_paths(
         if prune:
             run.prune({str(f) for f in files})
         c = run.counts
-        changed_anything = bool(c.new or c.changed or c.pruned or c.chunks_removed)
         bm25_dir = settings.collection_dir / "bm25"
-        if changed_anything or (run.manifest.all() and not bm25_dir.exists()):
+        # Rebuilt when this run changed the store, when an earlier run died before rebuilding it, or when missing.
+        if run.stale_marker.exists() or (run.manifest.all() and not bm25_dir.exists()):
             _build_bm25(run.store, bm25_dir)
+            run.stale_marker.unlink(missing_ok=True)
         if run._store is not None:
             chunks_total: int | None = run.store.count()
         else:  # the store was never opened: the manifest knows the counts of committed files

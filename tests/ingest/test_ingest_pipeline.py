@@ -271,3 +271,25 @@ def test_big_pdfs_are_streamed_page_by_page(tmp_path: Path, fake_embedder: Any, 
         assert sorted(c.page for c in store.chunks()) == [1, 2, 3, 4, 5, 6]
     finally:
         store.close()
+
+
+def test_bm25_is_rebuilt_after_a_run_that_died_before_building_it(
+    mixed_folder: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.lexical import BM25Index
+
+    settings = Settings()
+
+    def die(*_a: Any) -> None:
+        raise KeyboardInterrupt
+
+    real_build = pipeline._build_bm25
+    monkeypatch.setattr(pipeline, "_build_bm25", die)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths([mixed_folder], settings, embedder=fake_embedder)
+    monkeypatch.setattr(pipeline, "_build_bm25", real_build)
+    assert not (settings.collection_dir / "bm25").exists()
+    again = ingest_paths([mixed_folder], settings, embedder=fake_embedder)
+    assert again.unchanged == 4 and again.chunks_added == 0  # nothing re-embedded ...
+    hits = BM25Index.load(settings.collection_dir / "bm25").search("Danube Black Sea", k=1)
+    assert hits and hits[0].chunk.source.endswith("notes.md")  # ... but the lexical index caught up
