@@ -279,6 +279,8 @@ def test_bm25_is_rebuilt_after_a_run_that_died_before_building_it(
     from rag.lexical import BM25Index
 
     settings = Settings()
+    ingest_paths([mixed_folder], settings, embedder=fake_embedder)  # a BM25 index exists from here on
+    (mixed_folder / "glaciers.txt").write_text("Glaciers carve fjords into the coastline of Norway.")
 
     def die(*_a: Any) -> None:
         raise KeyboardInterrupt
@@ -286,10 +288,12 @@ def test_bm25_is_rebuilt_after_a_run_that_died_before_building_it(
     real_build = pipeline._build_bm25
     monkeypatch.setattr(pipeline, "_build_bm25", die)
     with pytest.raises(KeyboardInterrupt):
-        ingest_paths([mixed_folder], settings, embedder=fake_embedder)
+        ingest_paths([mixed_folder], settings, embedder=fake_embedder)  # glaciers.txt committed, BM25 not rebuilt
     monkeypatch.setattr(pipeline, "_build_bm25", real_build)
-    assert not (settings.collection_dir / "bm25").exists()
+    bm25 = settings.collection_dir / "bm25"
+    assert not BM25Index.load(bm25).search("glaciers fjords Norway", k=1, filters={"file_type": "txt"}) or \
+        not BM25Index.load(bm25).search("glaciers fjords Norway", k=1)[0].chunk.source.endswith("glaciers.txt")
     again = ingest_paths([mixed_folder], settings, embedder=fake_embedder)
-    assert again.unchanged == 4 and again.chunks_added == 0  # nothing re-embedded ...
-    hits = BM25Index.load(settings.collection_dir / "bm25").search("Danube Black Sea", k=1)
-    assert hits and hits[0].chunk.source.endswith("notes.md")  # ... but the lexical index caught up
+    assert again.unchanged == 5 and again.chunks_added == 0  # nothing re-embedded ...
+    hits = BM25Index.load(bm25).search("glaciers fjords Norway", k=1)
+    assert hits and hits[0].chunk.source.endswith("glaciers.txt")  # ... but the lexical index caught up
