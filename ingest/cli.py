@@ -22,7 +22,9 @@ from rag.errors import IngestError, RagError
 
 
 def ingest_command(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest (folders are read recursively).")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH...", help="Files or folders to ingest (folders are read recursively).")
+    ],
     collection: Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove chunks of files that no longer exist.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
