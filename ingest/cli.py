@@ -23,7 +23,7 @@ from rag.errors import IngestError, RagError
 
 def ingest_command(
     paths: Annotated[
-        list[Path], typer.Argument(metavar="PATH...", help="Files or folders to ingest (folders are read recursively).")
+        list[Path], typer.Argument(metavar="PATH", help="Files or folders to ingest (folders are read recursively).")
     ],
     collection: Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove chunks of files that no longer exist.")] = False,
