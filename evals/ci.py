@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.ci", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: a temp dir)")
     parser.add_argument("--judge", action="store_true", help="also run the G-Eval judge (slow; not gated)")
-    parser.add_argument("--concurrency", type=int, default=2)
+    # llama.cpp's server answers one request at a time: more in flight only queue up (and risk the client timeout)
+    parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)
 
     from evals.runner import EvalOptions, run_eval

@@ -183,6 +183,8 @@ def score_rows(
     if "judge" in groups and judge is not None:
         from evals.judge import format_sources
 
+        for c in judge.config.criteria:
+            judge.steps_for(c)  # generate (or load) the evaluation steps once, before the threads start
         jobs = []
         for r in ok:
             for c in judge.config.criteria:

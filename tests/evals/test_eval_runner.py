@@ -46,7 +46,8 @@ def make_pipeline(fakes, fake_embedder, *, k: int = 3, broken: bool = False) -> 
     chunks = [fakes.chunk(src, text, page, i) for i, (src, page, text) in enumerate(DOCS)]
     store.upsert(chunks, fake_embedder.embed_documents([c.text for c in chunks]))
     settings = Settings(retrieval={"mode": "dense", "k": k})
-    return RagPipeline(settings, embedder=fake_embedder, store=store, llm=fakes.AnsweringLLM(broken=broken))
+    llm = fakes.AnsweringLLM([t for _, _, t in DOCS], broken=broken)
+    return RagPipeline(settings, embedder=fake_embedder, store=store, llm=llm)
 
 
 def options(**kw) -> EvalOptions:
