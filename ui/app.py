@@ -31,7 +31,7 @@ def _embedder(key: str, _settings: EmbeddingSettings) -> Any:
     return services.make_embedder(_settings)
 
 
-@st.cache_resource(show_spinner="Connecting to the language model…")
+@st.cache_resource(show_spinner="Connecting to the language model…", max_entries=4)
 def _llm(key: str, _settings: LLMSettings) -> Any:
     return services.make_llm(_settings)
 
@@ -42,7 +42,7 @@ def _close(pipeline: Any) -> None:
         close()
 
 
-@st.cache_resource(show_spinner=False, on_release=_close)
+@st.cache_resource(show_spinner=False, on_release=_close, max_entries=8)  # one per settings combination
 def _pipeline(key: str, _settings: Settings) -> Any:
     embedder = _embedder(_settings.embedding.model_dump_json(), _settings.embedding)
     llm_settings = _settings.llm
