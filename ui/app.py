@@ -112,24 +112,26 @@ def show_answer(answer: Answer) -> None:
     if answer.citations:
         with st.container(horizontal=True, gap="small"):
             for c in answer.citations:
-                with st.popover(f"[{c.n}] {render.source_label(c.hit.chunk)}", type="tertiary"):
+                with st.popover(f"[{c.n}] {render.md_escape(render.source_label(c.hit.chunk))}", type="tertiary"):
                     show_passage(c.n, c.hit.chunk, render.claims_for(answer.text, c.n))
     if answer.retrieved:
         cited = {c.n for c in answer.citations}
         with st.expander(f"Sources ({len(answer.retrieved)})", icon=":material/menu_book:"):
             for n, hit in enumerate(answer.retrieved, start=1):
                 mark = ":green-badge[cited]" if n in cited else ":gray-badge[not cited]"
-                st.markdown(f"**[{n}] {render.source_label(hit.chunk)}** · score {hit.score:.2f} · {mark}")
-                st.caption(hit.chunk.source)
+                label = render.md_escape(render.source_label(hit.chunk))
+                st.markdown(f"**\\[{n}\\] {label}** · score {hit.score:.2f} · {mark}")
+                st.caption(render.md_escape(hit.chunk.source))
+                claim = render.claims_for(answer.text, n) if n in cited else ""
                 st.markdown(
-                    _passage_box(render.passage_html(hit.chunk.text, answer.text if n in cited else "")),
+                    _passage_box(render.passage_html(hit.chunk.text, claim)),
                     unsafe_allow_html=True,
                 )
 
 
 def show_passage(n: int, chunk: Any, claim: str) -> None:
-    st.markdown(f"**[{n}] {render.source_label(chunk)}**")
-    st.caption(chunk.source)
+    st.markdown(f"**\\[{n}\\] {render.md_escape(render.source_label(chunk))}**")
+    st.caption(render.md_escape(chunk.source))
     st.markdown(_passage_box(render.passage_html(chunk.text, claim)), unsafe_allow_html=True)
 
 
@@ -156,7 +158,7 @@ def show_message(msg: dict[str, Any]) -> None:
         elif msg.get("answer") is not None:
             show_answer(msg["answer"])
         else:
-            st.markdown(msg["content"])
+            st.markdown(render.md_escape(msg["content"]))  # the user's words, shown as typed
 
 
 def history() -> list[Message]:

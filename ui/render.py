@@ -43,6 +43,18 @@ def answer_markdown(text: str) -> str:
     return _CITE.sub(lambda m: "".join(f":blue-badge[{n.strip()}]" for n in m.group(1).split(",")), text)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~:])")
+
+
+def md_escape(text: str) -> str:
+    """``text`` shown literally by Streamlit's markdown (file names like ``*draft*_v2.md``, questions with ``$``).
+
+    >>> md_escape("*draft* $5")
+    '\\\\*draft\\\\* \\\\$5'
+    """
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def source_label(chunk: Chunk) -> str:
     """``report.pdf · p. 3`` (the file name, and the page for paged formats)."""
     name = Path(chunk.source).name or chunk.source

@@ -125,7 +125,7 @@ def texts(at: AppTest) -> str:
     parts += [e.value for kind in ("info", "error", "warning", "success") for e in getattr(at, kind)]
     parts += [e.label for e in at.expander]
     parts += popover_labels(at)
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(str(p) for p in parts).replace("\\", "")  # as read: markdown escapes are not shown
 
 
 def popover_labels(at: AppTest) -> list[str]:

@@ -143,3 +143,8 @@ def test_rag_chat_indexes_the_samples_only_into_an_empty_collection(monkeypatch:
     docs.append(("/mine/report.pdf", 12))
     cli._index_samples_if_empty(Settings())
     assert len(ingested) == 1  # a collection with the user's documents is left alone
+
+
+def test_file_names_and_questions_are_shown_literally() -> None:
+    assert render.md_escape("*draft*_v2 [old] $5.md") == "\\*draft\\*\\_v2 \\[old\\] \\$5\\.md"
+    assert render.md_escape("Résumé – 2024") == "Résumé – 2024"  # letters and dashes untouched
