@@ -9,6 +9,7 @@ The app binds to 127.0.0.1 unless told otherwise (it can read and index files on
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +50,15 @@ def chat_command(
     from rag.config import Settings
     from rag.errors import RagError
 
+    if importlib.util.find_spec("streamlit") is None:
+        typer.secho("rag chat needs Streamlit: pip install 'rag-private-docs[ui]'", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     settings = Settings()
     if samples:
-        _index_samples_if_empty(settings)
+        try:
+            _index_samples_if_empty(settings)
+        except RagError as e:  # the app still opens; its Documents tab can index them (and shows the same error)
+            typer.secho(f"warning: could not index the samples: {e}", fg=typer.colors.YELLOW, err=True)
     if settings.llm.base_url is None:
         from rag.local_llm import ensure_server
 
