@@ -85,6 +85,14 @@ class RetrievalSettings(BaseModel):
     rerank: bool = False
     reranker: str = "ms-marco-MiniLM-L-12-v2"  # packaged ONNX cross-encoder, or any CrossEncoder name/path
     dedup_threshold: float = Field(0.95, gt=0, le=1.0, description="drop hits this similar to a better one")
+    min_dense_score: float = Field(
+        0.25,
+        ge=-1.0,
+        le=1.0,
+        description="answer 'I don't know' without asking the LLM when no retrieved source has at least this cosine "
+        "similarity to the question (tuned for the default MiniLM: answerable gold questions >= 0.36, off-topic "
+        "ones <= 0.31); -1 disables",
+    )
 
 
 class LLMSettings(BaseModel):

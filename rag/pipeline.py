@@ -117,6 +117,14 @@ class RagPipeline:
         # A tiny model sometimes answers instead of rewriting; an empty or rambling reply keeps the original.
         return text if 0 < len(text) <= max(300, 3 * len(question)) else question
 
+    def relevant_enough(self, hits: Sequence[ScoredChunk]) -> bool:
+        """False when the best dense similarity among ``hits`` is below ``settings.retrieval.min_dense_score``.
+
+        Hits without a dense score (BM25 mode) are not judged: lexical scores have no absolute scale.
+        """
+        dense = [h.stages["dense"] for h in hits if "dense" in h.stages]
+        return not dense or max(dense) >= self.settings.retrieval.min_dense_score
+
     def _prepare(
         self, question: str, history: Sequence[Message], k: int | None, filters: Filters | None
     ) -> tuple[str | None, Prompt, dict[str, float]]:
@@ -128,6 +136,8 @@ class RagPipeline:
         t = time.perf_counter()
         hits = self.retrieve(standalone, k=k, filters=filters)
         timings["retrieve"] = time.perf_counter() - t
+        if not self.relevant_enough(hits):
+            hits = []  # nothing close to the question: the honest answer needs no model (and a small one would guess)
         # The standalone form is what the sources were retrieved for; the history stays in the prompt as context.
         prompt = build_prompt(standalone, hits, history, budget_tokens=self.settings.llm.context_budget_tokens)
         return (standalone if history else None), prompt, timings
@@ -156,7 +166,7 @@ class RagPipeline:
             text = self.llm.complete(list(prompt.messages), max_tokens=self.settings.llm.max_tokens,
                                      temperature=self.settings.llm.temperature)[0].text
         else:
-            text = REFUSAL  # nothing retrieved (e.g. filters exclude everything): no model call can do better
+            text = REFUSAL  # nothing relevant retrieved (or filters exclude everything): no model call can do better
         timings["generate"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - start
         return self._answer(question, text, prompt, timings, standalone)

@@ -236,3 +236,13 @@ def test_cli_errors_are_one_red_line_and_exit_1(monkeypatch, cli) -> None:  # ty
     assert "Traceback" not in result.output
     bad_mode = cli("search", "x", "--mode", "magic")
     assert bad_mode.exit_code == 1 and "dense, bm25, hybrid" in bad_mode.stderr
+
+
+def test_off_topic_questions_are_refused_without_the_llm_below_the_relevance_floor(store, fake_embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = Settings(data_dir=tmp_path / "d", collection="t", retrieval={"k": 3, "mode": "dense", "min_dense_score": 0.99})
+    llm = FakeLLM()
+    answer = RagPipeline(s, embedder=fake_embedder, store=store, llm=llm).answer("How long does the warranty last?")
+    assert answer.text == REFUSAL and answer.retrieved == () and llm.calls == []
+    s = Settings(data_dir=tmp_path / "d", collection="t", retrieval={"k": 3, "mode": "dense", "min_dense_score": -1})
+    answer = RagPipeline(s, embedder=fake_embedder, store=store, llm=llm).answer("How long does the warranty last?")
+    assert "24 months" in answer.text and len(llm.calls) == 1
