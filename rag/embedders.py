@@ -112,7 +112,7 @@ class SentenceTransformerEmbedder:
     >>> emb.name, emb.dim
     ('all-MiniLM-L6-v2', 384)
     >>> emb.count_tokens("Tokenizers split words into pieces.")
-    7
+    8
     """
 
     def __init__(
@@ -308,6 +308,7 @@ class _OnnxRunner:
         else:
             raise ConfigError(f"runtime 'onnx' supports mean or CLS pooling; {owner.name} uses another: use torch")
         self.max_len = int(owner.max_seq_length or 512)
+        self.cache_dir = owner._onnx_cache_dir
         self.model_file = self._ensure_exported(folder, quantized)
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -326,7 +327,7 @@ class _OnnxRunner:
         weights = sorted(self.transformer_dir.glob("*.safetensors")) or sorted(self.transformer_dir.glob("*.bin"))
         stamp = "|".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights)
         key = hashlib.sha256(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:16]
-        target = _onnx_cache_root() / f"{folder.name}-{key}"
+        target = (self.cache_dir or _onnx_cache_root()) / f"{folder.name}-{key}"
         fp32 = target / "model.onnx"
         if not fp32.exists():
             target.mkdir(parents=True, exist_ok=True)
