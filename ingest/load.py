@@ -9,7 +9,7 @@ larger than ``TEXT_PIECE_CHARS`` are decoded incrementally and yielded in pieces
 Example::
 
     >>> docs = list(load_file(Path("notes.md"), file_hash="abc"))  # doctest: +SKIP
-    >>> docs[0].file_type, docs[0].page
+    >>> docs[0].file_type, docs[0].page  # doctest: +SKIP
     ('md', None)
 """
 
@@ -104,8 +104,9 @@ def detect_encoding(sample: bytes) -> str:
 
     >>> detect_encoding("naïve café".encode("utf-8"))
     'utf-8'
-    >>> detect_encoding("Größe über alles, schöne Grüße aus Köln".encode("cp1252"))
-    'cp1252'
+    >>> sample = "Größe über alles, schöne Grüße aus Köln".encode("cp1252")
+    >>> sample.decode(detect_encoding(sample))
+    'Größe über alles, schöne Grüße aus Köln'
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
