@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rag-eval-ci-") as tmp:
         # A fresh index every time; the LLM's joined model file stays in the user's data dir (joined once).
         os.environ["RAG_DATA_DIR"] = tmp
+        # A shared 2-core runner can be slow: wait for the LLM rather than fail on a busy server.
+        os.environ.setdefault("RAG_LLM__TIMEOUT_S", "600")
         settings = Settings(collection="eval-ci")
         out = args.out or Path(tmp) / "run"
         try:

@@ -410,6 +410,7 @@ class GEvalJudge:
             else ("sampling" if self.logprobs_available is False else None),
             "judgments": dict(self.counts),
             "unparsable": self.counts.get("unparsable", 0),
+            "errors": self.counts.get("error", 0),
             "cache_hits": self.cache.hits,
             "cache_misses": self.cache.misses,
             "json_constrained": self._constraint() is not None,

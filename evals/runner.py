@@ -183,6 +183,7 @@ def score_rows(
     if "judge" in groups and judge is not None:
         from evals.judge import format_sources
 
+        judge_errors: list[str] = []
         for c in judge.config.criteria:
             judge.steps_for(c)  # generate (or load) the evaluation steps once, before the threads start
         jobs = []
@@ -200,11 +201,21 @@ def score_rows(
                 "reference": r["reference"],
                 "sources": format_sources([h["text"] for h in r["retrieved"]]),
             }
-            j = judge.judge(c, **fields)
+            try:
+                j = judge.judge(c, **fields)
+            except RagError as e:  # one slow or failed judgment must not throw away the whole run
+                r["metrics"][f"judge_{c}"] = None
+                r.setdefault("judge", {})[c] = {"score": None, "method": "error", "error": str(e)}
+                judge_errors.append(str(e))
+                return
             r["metrics"][f"judge_{c}"] = j.score
             r.setdefault("judge", {})[c] = {"score": j.score, "method": j.method, "distribution": dict(j.distribution)}
 
         _parallel(run, jobs, concurrency, progress or _progress(False), "judging")
+        if judge_errors:
+            log.warning("%d judgments failed (left out of the judge means); the first: %s", len(judge_errors),
+                        judge_errors[0])  # fmt: skip
+            judge.counts["error"] += len(judge_errors)
 
 
 def _git_commit() -> str | None:
