@@ -130,3 +130,21 @@ def test_cli_exit_codes_and_one_line_reasons(fakes, fake_embedder, gold, tmp_pat
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, [*args, "--fail-under", "rougeL"])
     assert r.exit_code == 2 and "METRIC=VALUE" in r.output
+
+
+def test_a_failed_judgment_is_recorded_not_fatal(fakes, fake_embedder, gold, tmp_path):
+    from rag.errors import LLMError
+
+    class FlakyJudge(fakes.JudgeLLM):
+        def complete(self, messages, **kw):
+            if "Answer relevance (1-5) -" in messages[-1].content and kw.get("top_logprobs"):
+                raise LLMError("the LLM did not answer within 120 s")
+            return super().complete(messages, **kw)
+
+    judge = GEvalJudge(FlakyJudge(), JudgeConfig())
+    result = run_eval(gold, tmp_path / "run", answerer=make_pipeline(fakes, fake_embedder), judge=judge,
+                      options=options(metrics=("refusal", "judge")))  # fmt: skip
+    assert "judge_relevance" not in result.summary["metrics"]  # no value: left out, not zero
+    assert result.summary["metrics"]["judge_faithfulness"]["n"] == 5
+    assert result.summary["judge"]["errors"] == 5
+    assert result.rows[0]["judge"]["relevance"]["method"] == "error"
