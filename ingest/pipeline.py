@@ -222,7 +222,12 @@ class _Run:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def report(self, current: str) -> None:
+        """One more file is finished (committed, unchanged or failed)."""
         self.counts.done += 1
+        self.note(current)
+
+    def note(self, current: str) -> None:
+        """Say what is happening now (parsing a file, embedding a batch) without finishing a file."""
         if self.progress:
             self.progress(IngestProgress(self.counts.done, self.total, current, self.counts.chunks_added))
 
@@ -341,6 +346,7 @@ class _Run:
         if not batch:
             return
         texts = [c.text for p in batch for c in p.chunks]
+        self.note(f"embedding {len(texts)} chunks of {len(batch)} files")
         vectors = self.embedder.embed_documents(texts)
         i = 0
         for prep in batch:
@@ -431,7 +437,9 @@ def ingest_paths(
         todo = run.plan(files)
         batch: list[_Prepared] = []
         pending_chunks = 0
+        run.note("reading files")
         for prep in run.prepared(todo):
+            run.note(f"read {prep.cand.path.name}")
             if prep.error:
                 run.fail(prep.cand.source, prep.error)
             elif prep.unchanged:

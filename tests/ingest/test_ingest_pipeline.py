@@ -41,8 +41,11 @@ def _store(settings: Settings, emb: Any) -> Any:
 
 def test_mixed_folder_twice_second_run_adds_nothing(mixed_folder: Path, fake_embedder: Any) -> None:
     settings = Settings()
-    first = ingest_paths([mixed_folder], settings, embedder=fake_embedder)
+    seen: list[pipeline.IngestProgress] = []
+    first = ingest_paths([mixed_folder], settings, embedder=fake_embedder, progress=seen.append)
     assert (first.files_seen, first.new, first.unchanged, first.failed) == (4, 4, 0, ())
+    assert seen[-1].files_done == seen[-1].files_total == 4 and seen[-1].chunks_added == first.chunks_added
+    assert any(p.current.startswith("embedding") for p in seen)  # the bar says what it waits for
     assert first.chunks_added > 4
     assert [Path(s.path).name for s in first.skipped] == ["slides.pptx"]
 
