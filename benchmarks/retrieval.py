@@ -45,7 +45,10 @@ def evaluate(ranked_by_q: list[list[tuple[str, int | None]]], golds: list[list[s
     return {m: _mean(rows, m) for m in METRICS}
 
 
-def langchain_default(pipeline: RagPipeline, questions: list[str]) -> tuple[list[list[tuple[str, int | None]]], list[float]]:
+Ranked = list[list[tuple[str, int | None]]]
+
+
+def langchain_default(pipeline: RagPipeline, questions: list[str]) -> tuple[Ranked, list[float]]:
     """What a LangChain user writes: HuggingFaceEmbeddings + FAISS.from_documents + similarity_search(k=10)."""
     from langchain_community.vectorstores import FAISS
     from langchain_core.documents import Document

@@ -105,8 +105,12 @@ def search_command(
     query: str = typer.Argument(..., help="What to look for."),
     k: int | None = typer.Option(None, "--k", "-k", min=1, help="Number of hits (default: settings.retrieval.k)."),
     mode: str | None = typer.Option(None, "--mode", help="dense, bm25 or hybrid (default: settings)."),
-    rerank: bool | None = typer.Option(None, "--rerank/--no-rerank", help="Cross-encoder reranking (default: settings)."),
-    explain: bool = typer.Option(False, "--explain", help="Show what each stage (dense, BM25, fusion, rerank) gave each hit."),
+    rerank: bool | None = typer.Option(
+        None, "--rerank/--no-rerank", help="Cross-encoder reranking (default: settings)."
+    ),
+    explain: bool = typer.Option(
+        False, "--explain", help="Show what each stage (dense, BM25, fusion, rerank) gave each hit."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON: {\"hits\": [...]}."),
     collection: str | None = _COLLECTION,
     source: list[str] | None = _SOURCE,
@@ -118,7 +122,8 @@ def search_command(
 
     settings = _settings(collection)
     t = time.perf_counter()
-    hits = RagPipeline(settings).retrieve(query, k=k, filters=_filters(source, file_type, page), mode=mode, rerank=rerank)
+    filters = _filters(source, file_type, page)
+    hits = RagPipeline(settings).retrieve(query, k=k, filters=filters, mode=mode, rerank=rerank)
     seconds = time.perf_counter() - t
     if json_out:
         out = {"hits": [
@@ -285,8 +290,12 @@ def _demo_questions(folder: Path) -> Sequence[str]:
 
 @_friendly_errors
 def demo_command(
-    path: Path = typer.Option(SAMPLES_DIR, "--path", help="Folder to ingest (default: the bundled docs/samples)."),
-    question: list[str] | None = typer.Option(None, "--question", "-q", help="Ask this instead (repeatable)."),
+    path: Path = typer.Option(  # noqa: B008
+        SAMPLES_DIR, "--path", help="Folder to ingest (default: the bundled docs/samples)."
+    ),
+    question: list[str] | None = typer.Option(  # noqa: B008
+        None, "--question", "-q", help="Ask this instead (repeatable)."
+    ),
 ) -> None:
     """The whole product in one command: ingest sample documents, start the embedded LLM, ask cited questions."""
     from rag.errors import IngestError
@@ -320,4 +329,4 @@ def demo_command(
         typer.secho(f"\nQ: {q}", fg=typer.colors.CYAN, bold=True)
         answer = stream_answer(pipeline, q)
         typer.secho(f"   ({answer.timings.get('total', 0):.1f} s)", dim=True)
-    typer.echo(f"\nAsk your own: rag ask \"...\" --collection demo   ·   index your folder: rag ingest PATH")
+    typer.echo("\nAsk your own: rag ask \"...\" --collection demo   ·   index your folder: rag ingest PATH")

@@ -161,7 +161,9 @@ class BM25Index:
         except StoreError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise StoreError(f"the BM25 index at {directory} is unreadable ({e}): re-run `rag ingest` to rebuild it") from e
+            raise StoreError(
+                f"the BM25 index at {directory} is unreadable ({e}): re-run `rag ingest` to rebuild it"
+            ) from e
         return cls(retriever, chunks, tokenizer)
 
     def __len__(self) -> int:

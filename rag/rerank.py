@@ -7,7 +7,7 @@ imported). Any sentence-transformers ``CrossEncoder`` hub name or local folder w
 Example::
 
     >>> reranker = load_reranker("ms-marco-MiniLM-L-12-v2")  # cheap: nothing loaded yet
-    >>> reranker.score("capital of France", ["Paris is the capital of France.", "Bananas are yellow."])  # doctest: +SKIP
+    >>> reranker.score("capital of France", ["Paris is in France.", "Bananas are yellow."])  # doctest: +SKIP
     [8.1, -11.2]
 """
 
@@ -78,7 +78,9 @@ class OnnxCrossEncoder:
             import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as e:
-            raise ConfigError("the ONNX reranker needs onnxruntime and tokenizers: pip install 'rag-private-docs[rerank]'") from e
+            raise ConfigError(
+                "the ONNX reranker needs onnxruntime and tokenizers: pip install 'rag-private-docs[rerank]'"
+            ) from e
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads or min(4, os.cpu_count() or 1)
         session = ort.InferenceSession(str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"])

@@ -22,8 +22,8 @@ from rag.types import Answer, Chunk, Completion, Message
 class FakeLLM:
     """An ``LLMClient`` that behaves like an obedient model, so tests can see what the prompt makes it do.
 
-    It follows instructions it finds OUTSIDE the <<< >>> source blocks ("ignore previous instructions" makes it say PWNED);
-    otherwise it quotes the source sharing most words with the question, citing it, or refuses.
+    It follows instructions it finds OUTSIDE the <<< >>> source blocks ("ignore previous instructions" makes it say
+    PWNED); otherwise it quotes the source sharing most words with the question, citing it, or refuses.
     """
 
     model = "fake-llm"
@@ -147,7 +147,8 @@ def test_a_rambling_rewrite_falls_back_to_the_original_question(settings, store,
     llm = FakeLLM(rewrite="x" * 2000)
     history = [Message("user", "hi"), Message("assistant", "hello")]
     pipeline = _pipeline(settings, store, fake_embedder, llm)
-    assert pipeline.standalone_question("How long does the warranty last?", history) == "How long does the warranty last?"
+    question = "How long does the warranty last?"
+    assert pipeline.standalone_question(question, history) == question
 
 
 def test_uncovered_question_gets_the_plain_refusal_and_no_citation(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
@@ -238,7 +239,9 @@ def test_cli_errors_are_one_red_line_and_exit_1(monkeypatch, cli) -> None:  # ty
     assert bad_mode.exit_code == 1 and "dense, bm25, hybrid" in bad_mode.stderr
 
 
-def test_off_topic_questions_are_refused_without_the_llm_below_the_relevance_floor(store, fake_embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_off_topic_questions_are_refused_without_the_llm_below_the_relevance_floor(  # type: ignore[no-untyped-def]
+    store, fake_embedder, tmp_path
+) -> None:
     s = Settings(data_dir=tmp_path / "d", collection="t", retrieval={"k": 3, "mode": "dense", "min_dense_score": 0.99})
     llm = FakeLLM()
     answer = RagPipeline(s, embedder=fake_embedder, store=store, llm=llm).answer("How long does the warranty last?")
