@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "docs" / "samples"
+DEMO_SKIP = ("README.md", "questions.txt")
 DEMO_QUESTIONS = (
     "What is this collection of documents about?",
     "Summarise the most important point of one of the documents.",
@@ -278,13 +279,13 @@ def serve_llm_command(
 
 
 def _demo_questions(folder: Path) -> Sequence[str]:
-    """Questions from ``questions.txt`` in the samples folder (one a line), else generic ones."""
+    """Up to three questions from ``questions.txt`` in the samples folder (one a line), else generic ones."""
     qfile = folder / "questions.txt"
     if qfile.is_file():
         lines = [ln.strip() for ln in qfile.read_text(encoding="utf-8").splitlines()]
         questions = [ln for ln in lines if ln and not ln.startswith("#")]
         if questions:
-            return questions[:2]
+            return questions[:3]
     return DEMO_QUESTIONS
 
 
@@ -309,7 +310,9 @@ def demo_command(
     from ingest.pipeline import ingest_paths
 
     typer.secho(f"1/3 indexing {path} into the collection 'demo' …", bold=True)
-    summary = ingest_paths([path], settings)
+    # The folder's own README and question list are about the samples, not samples: they would compete as sources.
+    files = [p for p in sorted(path.iterdir()) if p.is_file() and p.name not in DEMO_SKIP]
+    summary = ingest_paths(files, settings)
     typer.echo(
         f"    {summary.files_seen} files: {summary.new} new, {summary.changed} changed, {summary.unchanged} unchanged; "
         f"{summary.chunks_added} chunks added in {summary.seconds:.1f} s"

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -224,6 +225,14 @@ def start_server(
     raise LLMError(f"the embedded LLM server did not become ready within {wait_s:g} s; see {log_path}")
 
 
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def ensure_server(settings: LLMSettings, *, models_dir: Path | None = None) -> str:
     """The base URL of a healthy LLM: ``settings.base_url`` as is, a server already answering on the local port,
     or a freshly started embedded server (left running, detached, for the next command; ``rag serve-llm --stop``).
@@ -233,6 +242,18 @@ def ensure_server(settings: LLMSettings, *, models_dir: Path | None = None) -> s
     url = base_url(settings)
     if is_healthy(url):
         return url
+    if _port_open(settings.local_host, settings.local_port):
+        # Something listens: most likely our server busy with a long generation (llama.cpp answers /models only
+        # between requests). Wait for it rather than start a second one that cannot bind the port.
+        deadline = time.monotonic() + settings.timeout_s
+        while time.monotonic() < deadline:
+            if is_healthy(url, timeout=5.0):
+                return url
+            time.sleep(1.0)
+        raise LLMError(
+            f"port {settings.local_port} is taken by something that does not answer as an LLM server at {url}: "
+            "stop it, or choose another port with RAG_LLM__LOCAL_PORT"
+        )
     server = start_server(settings, models_dir=models_dir, detach=True)
     pid_file = server.log_path.with_name("llm-server.pid")
     pid_file.write_text(f"{server.pid}\n")
