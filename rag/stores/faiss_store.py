@@ -192,7 +192,11 @@ class FaissStore:
             return
         import fcntl
 
-        fd = os.open(self.directory / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.directory / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            msg = f"cannot write to the collection in {self.directory}: {e.strerror}; check its permissions"
+            raise StoreError(msg) from e
         deadline = time.monotonic() + self._lock_timeout_s
         while True:
             try:
@@ -331,7 +335,8 @@ class FaissStore:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                 raise StoreError(f"cannot write the FAISS index to {final}: {e}; is the disk full or read-only?") from e
-            for old in self.directory.glob("index-*.faiss"):
+            # Older generations, and temp files a crashed writer left behind (we hold the writer lock).
+            for old in [*self.directory.glob("index-*.faiss"), *self.directory.glob(".index-*.tmp")]:
                 if old != final:
                     with contextlib.suppress(OSError):
                         old.unlink()
