@@ -310,7 +310,10 @@ class _OnnxRunner:
         self.max_len = int(owner.max_seq_length or 512)
         self.cache_dir = owner._onnx_cache_dir
         self.model_file = self._ensure_exported(folder, quantized)
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ConfigError("runtime 'onnx' needs onnxruntime: pip install 'rag-private-docs[onnx]'") from e
         from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
@@ -331,7 +334,10 @@ class _OnnxRunner:
         fp32 = target / "model.onnx"
         if not fp32.exists():
             target.mkdir(parents=True, exist_ok=True)
-            self._export(fp32)
+            try:
+                self._export(fp32)
+            except ImportError as e:
+                raise ConfigError(f"runtime 'onnx' needs onnx to export the model: pip install onnx ({e})") from e
         if not quantized:
             return fp32
         int8 = target / "model-int8.onnx"
