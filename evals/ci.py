@@ -21,14 +21,17 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "data" / "corpus"
 GOLD_CI = HERE / "data" / "gold_ci.jsonl"
 
-# Measured on the defaults (hybrid retrieval, k=5, Qwen2.5-0.5B Q4_K_M); see docs/benchmarks.md for the values.
+# Measured on the defaults (hybrid retrieval, k=5, the packaged Qwen2.5-Coder-0.5B Q4_K_M), 12 questions:
+# hit@5 1.000, recall@5 1.000, mrr 1.000, refusal_correct 0.917 (CI 0.75-1.00), rougeL 0.346 (CI 0.19-0.52),
+# bertscore_f1 0.593 (CI 0.47-0.72). Each threshold sits near or below the lower end of its 95% CI: one more miss
+# than measured passes, a broken retriever or prompt does not (docs/benchmarks.md has the planted regression).
 THRESHOLDS = {
-    "hit@5": 0.70,
-    "recall@5": 0.70,
-    "mrr": 0.50,
-    "refusal_correct": 0.50,
-    "rougeL": 0.12,
-    "bertscore_f1": 0.55,
+    "hit@5": 0.80,
+    "recall@5": 0.80,
+    "mrr": 0.70,
+    "refusal_correct": 0.65,
+    "rougeL": 0.18,
+    "bertscore_f1": 0.45,
 }
 
 
