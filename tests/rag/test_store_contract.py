@@ -147,8 +147,8 @@ def assert_same_hits(spec: Spec, got: list[ScoredChunk], want: list[str]) -> Non
 
 @pytest.fixture
 def corpus() -> tuple[list[Chunk], np.ndarray, np.ndarray]:
-    chunks = make_chunks(500)
-    return chunks, clustered(500, DIM, seed=1), clustered(25, DIM, seed=2)
+    chunks = make_chunks(240)  # small: qdrant-client's local mode writes ~100 points/s
+    return chunks, clustered(240, DIM, seed=1), clustered(25, DIM, seed=2)
 
 
 # ------------------------------------------------------------------------------------------------ tests
@@ -372,7 +372,7 @@ def test_readers_search_while_one_writer_upserts(spec: Spec, opener: Callable[..
 # ------------------------------------------------------------------------------ HNSW recall at 20k vectors
 
 
-HNSW_N, HNSW_DIM = 20_000, 384
+HNSW_N, HNSW_DIM = 20_000, 256  # 20 MB of vectors: above Qdrant's 10 MB indexing threshold, so it builds HNSW
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +381,7 @@ def recall_data() -> tuple[list[Chunk], np.ndarray, np.ndarray]:
 
 
 def test_hnsw_recall_at_10_on_20k_vectors(spec: Spec, opener: Callable[..., VectorStore], recall_data: Any) -> None:
-    """Approximate stores find >= 95% of the exact top 10 on 20k 384-d clustered vectors, after a reopen."""
+    """Approximate stores find >= 95% of the exact top 10 on 20k clustered vectors, after a reopen."""
     if spec.exact:
         pytest.skip("exact store: its identical top hits are asserted above")
     chunks, vectors, queries = recall_data
@@ -390,6 +390,9 @@ def test_hnsw_recall_at_10_on_20k_vectors(spec: Spec, opener: Callable[..., Vect
         store.upsert(chunks[s : s + 2000], vectors[s : s + 2000])
     store.close()  # the state `rag search` sees after `rag ingest`: index built and persisted
     store = opener(dim=HNSW_DIM)
+    info = getattr(store, "info", None)  # stores that can say so prove the graph was built, not a brute-force scan
+    if info is not None:
+        assert info()["indexed_vectors"] >= HNSW_N
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     found = [
         len({int(h.chunk.id[1:]) for h in store.search(q, k=10)} & set(row.tolist())) / 10
