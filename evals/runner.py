@@ -242,7 +242,9 @@ def index_fingerprint(collection_dir: Path) -> str | None:
     return h.hexdigest()[:16]
 
 
-def provenance(settings: Any, dataset: Path, *, llm_model: str | None, judge: Any = None) -> dict[str, Any]:
+def provenance(
+    settings: Any, dataset: Path, *, llm_model: str | None, judge: Any = None, started: datetime | None = None
+) -> dict[str, Any]:
     """Everything needed to know what was measured: index, models, chunking, prompts, dataset, code."""
     out: dict[str, Any] = {
         "dataset": str(dataset),
@@ -250,7 +252,7 @@ def provenance(settings: Any, dataset: Path, *, llm_model: str | None, judge: An
         "git_commit": _git_commit(),
         "llm_model": llm_model,
         "judge_model": judge.model if judge is not None else None,
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_utc": (started or datetime.now(UTC)).isoformat(timespec="seconds"),
     }
     try:
         from rag.prompt import PROMPT_VERSION
@@ -360,6 +362,7 @@ def run_eval(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     with _progress(options.progress) as progress:
         rows = _parallel(lambda ex: _answer_row(answerer, ex), examples, options.concurrency, progress, "answering")
@@ -379,7 +382,9 @@ def run_eval(
         "unanswerable": sum(not r["answerable"] for r in rows),
         "errors": [{"question": r["question"], "error": r["error"]} for r in rows if r["error"]],
         "metrics": metrics,
-        "provenance": provenance(settings, dataset, llm_model=llm_model, judge=judge if criteria else None),
+        "provenance": provenance(
+            settings, dataset, llm_model=llm_model, judge=judge if criteria else None, started=started
+        ),
         "judge": judge.stats() if criteria else None,
         "timing": {
             "seconds_total": round(seconds, 2),
