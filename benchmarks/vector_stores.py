@@ -15,6 +15,7 @@ Usage::
 
     .venv/bin/python benchmarks/vector_stores.py --sizes 100000,1000000 --out test-artifacts/vector_stores.json
     .venv/bin/python benchmarks/vector_stores.py --sizes 20000 --stores faiss-flat,qdrant-edge   # a quick look
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vector_stores.py --ef-sweep mix1000000   # recall/latency vs efSearch
 """
 
 from __future__ import annotations
@@ -201,6 +202,37 @@ def run_one(store: str, data: str) -> dict[str, object]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def ef_sweep(data: str, efs: list[int]) -> list[dict[str, object]]:
+    """Raw FAISS HNSW with the default m / ef_construction: recall@10 and p50 per ``efSearch`` (one build)."""
+    import faiss
+
+    from rag.config import StoreSettings
+
+    defaults = StoreSettings()
+    db, queries = dataset(data)
+    gt = ground_truth(data, db, queries)
+    t0 = time.perf_counter()
+    index = faiss.IndexHNSWFlat(DIM, defaults.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = defaults.hnsw_ef_construction
+    index.add(db)
+    build_s = time.perf_counter() - t0
+    rows = []
+    for ef in efs:
+        index.hnsw.efSearch = ef
+        lat, found = [], []
+        for q, truth in zip(queries, gt, strict=True):
+            t = time.perf_counter()
+            _, ids = index.search(q[None, :], K)
+            lat.append(time.perf_counter() - t)
+            found.append(len(set(ids[0].tolist()) & set(truth.tolist())) / K)
+        rows.append({"data": data, "n": len(db), "ef_search": ef, "build_s": round(build_s, 1),
+                     "p50_ms": round(float(np.percentile(np.array(lat) * 1000, 50)), 3),
+                     "p95_ms": round(float(np.percentile(np.array(lat) * 1000, 95)), 3),
+                     "recall_at_10": round(float(np.mean(found)), 4)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- driver
 
 
@@ -212,7 +244,12 @@ def main() -> None:
     p.add_argument("--timeout", type=int, default=1200, help="seconds per store run")
     p.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "vector_stores.json")
     p.add_argument("--one", nargs=2, metavar=("STORE", "DATA"), help=argparse.SUPPRESS)
+    p.add_argument("--ef-sweep", metavar="DATA", help="raw FAISS HNSW on DATA (e.g. mix1000000), several efSearch")
+    p.add_argument("--efs", default="64,128,192,256,384")
     args = p.parse_args()
+    if args.ef_sweep:
+        ef_sweep(args.ef_sweep, [int(e) for e in args.efs.split(",")])
+        return
     if args.one:
         print(json.dumps(run_one(*args.one)))
         return
