@@ -37,7 +37,7 @@ from rag.types import Embedder, Filters, ScoredChunk, VectorStore
 log = logging.getLogger(__name__)
 
 MODES = ("dense", "bm25", "hybrid")
-RERANK_MAX = 20  # cross-encoders cost 10-50 ms per 256-token pair on 2 CPU cores; top 20 scored as well as top 30 on the gold set
+RERANK_MAX = 20  # a cross-encoder costs 10-50 ms per 256-token pair on 2 CPU cores; top 20 did as well as 30
 
 
 def rrf_fuse(rankings: Mapping[str, Sequence[ScoredChunk]], rrf_k: int = 60) -> list[ScoredChunk]:
