@@ -171,7 +171,13 @@ def search_command(
 
 def _print_sources(answer: Answer) -> None:
     if not answer.citations:
-        typer.secho("\n(no source cited)", dim=True)
+        if not answer.retrieved:
+            typer.secho("\n(no source was relevant enough to give to the model)", dim=True)
+            return
+        # Small models sometimes answer without [n]: show what they were given, so the answer can still be checked.
+        typer.echo("\nNo source cited; the model was given:")
+        for n, hit in enumerate(answer.retrieved, start=1):
+            typer.echo(f"  [{n}] {_where(hit)}  ({hit.chunk.source})")
         return
     typer.echo("\nSources:")
     for c in answer.citations:

@@ -249,3 +249,12 @@ def test_off_topic_questions_are_refused_without_the_llm_below_the_relevance_flo
     s = Settings(data_dir=tmp_path / "d", collection="t", retrieval={"k": 3, "mode": "dense", "min_dense_score": -1})
     answer = RagPipeline(s, embedder=fake_embedder, store=store, llm=llm).answer("How long does the warranty last?")
     assert "24 months" in answer.text and len(llm.calls) == 1
+
+
+def test_cli_ask_shows_what_the_model_was_given_when_it_cites_nothing(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("ask", "Quantum chromodynamics gluon?", "--no-stream")
+    assert result.exit_code == 0, result.output
+    assert REFUSAL in result.stdout
+    assert "No source cited; the model was given:" in result.stdout or "no source was relevant" in result.stdout
+    filtered = cli("ask", "warranty", "--type", "html")
+    assert "no source was relevant enough" in filtered.stdout
