@@ -15,6 +15,7 @@ demo: setup
 test:
 	bash .ci/setup --browser
 	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m evals.ci --out test-artifacts/eval-ci
 
 lint:
 	$(VENV)/bin/ruff check rag ingest evals ui tests benchmarks

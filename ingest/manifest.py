@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.config import Settings
 from rag.errors import StoreError
 
 _SCHEMA = """
@@ -35,6 +36,22 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at  REAL NOT NULL
 );
 """
+
+
+def manifest_path(settings: Settings) -> Path:
+    """The manifest of the configured store: one per backend (and Qdrant mode), so that switching
+    ``RAG_STORE__BACKEND`` on a collection ingests everything into the new store instead of calling it unchanged.
+
+    >>> manifest_path(Settings(data_dir="/d", collection="c")).name
+    'manifest.sqlite'
+    >>> manifest_path(Settings(data_dir="/d", collection="c", store={"backend": "qdrant"})).name
+    'manifest-qdrant-embedded.sqlite'
+    """
+    store = settings.store
+    if store.backend == "faiss":
+        return settings.collection_dir / "manifest.sqlite"
+    suffix = f"{store.backend}-{store.qdrant_mode}" if store.backend == "qdrant" else store.backend
+    return settings.collection_dir / f"manifest-{suffix}.sqlite"
 
 
 @dataclass(frozen=True)

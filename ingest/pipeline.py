@@ -30,7 +30,7 @@ from typing import Any
 
 from ingest.chunk import Chunker
 from ingest.load import LOADERS, load_file
-from ingest.manifest import FileRecord, Manifest
+from ingest.manifest import FileRecord, Manifest, manifest_path
 from rag.config import Settings
 from rag.errors import IngestError, RagError
 from rag.types import Chunk, Embedder, VectorStore
@@ -182,7 +182,7 @@ class _Run:
         self.progress = progress
         self.counts = _Counts()
         self.total = 0
-        self.manifest = Manifest(settings.collection_dir / "manifest.sqlite")
+        self.manifest = Manifest(manifest_path(settings))
         self.stale_marker = settings.collection_dir / "bm25.stale"
         self._stale_marked = False
 
@@ -505,7 +505,7 @@ def _documents_run(settings: Settings) -> tuple[Manifest, VectorStore]:
     from rag.stores import open_store
 
     embedder = load_embedder(settings.embedding)
-    return Manifest(settings.collection_dir / "manifest.sqlite"), open_store(settings, embedder.dim, embedder.name)
+    return Manifest(manifest_path(settings)), open_store(settings, embedder.dim, embedder.name)
 
 
 def delete_document(source: str, settings: Settings) -> int:

@@ -67,7 +67,7 @@ class StoreSettings(BaseModel):
     faiss_index: Literal["flat", "hnsw"] = "flat"
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_construction: int = Field(200, ge=8)
-    hnsw_ef_search: int = Field(128, ge=8)
+    hnsw_ef_search: int = Field(256, ge=8)  # recall@10 0.961 at 1M (docs/benchmarks.md)
     use_gpu: Literal["auto", "never"] = "auto"  # GPU FAISS / torch exact search when a GPU is present
     # embedded = the Qdrant engine in-process (qdrant-edge-py; same as "edge"); local = qdrant-client local mode
     qdrant_mode: Literal["embedded", "edge", "server", "local"] = "embedded"

@@ -144,7 +144,8 @@ class VectorStore(Protocol):
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Vector) -> None: ...
 
-    def search(self, vector: Vector, k: int, filters: Filters | None = None) -> list[ScoredChunk]: ...  # 1-D query; best first
+    # a 1-D query vector; hits best first
+    def search(self, vector: Vector, k: int, filters: Filters | None = None) -> list[ScoredChunk]: ...
 
     def delete_source(self, source: str) -> int: ...
 

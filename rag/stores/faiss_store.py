@@ -439,6 +439,14 @@ class FaissStore:
         index = self._index
         if index.ntotal == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        # One query is too little work to share: OpenMP's spinning threads made single-query latency 20x worse
+        # on a busy 2-core machine (benchmarks/vector_stores.py), so searches run on one thread.
+        with _single_omp_thread(faiss):
+            return self._faiss_search_locked(faiss, index, query, k, allowed)
+
+    def _faiss_search_locked(
+        self, faiss: Any, index: Any, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         selector = batch = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(allowed)
@@ -536,3 +544,13 @@ def open_faiss_store(settings: Settings, dim: int, embedding_model: str) -> Fais
         hnsw_ef_search=s.hnsw_ef_search,
         use_gpu=s.use_gpu,
     )
+
+
+@contextlib.contextmanager
+def _single_omp_thread(faiss: Any) -> Iterator[None]:
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)

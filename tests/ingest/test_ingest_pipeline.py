@@ -300,3 +300,20 @@ def test_bm25_is_rebuilt_after_a_run_that_died_before_building_it(
     assert again.unchanged == 5 and again.chunks_added == 0  # nothing re-embedded ...
     hits = BM25Index.load(bm25).search("glaciers fjords Norway", k=1)
     assert hits and hits[0].chunk.source.endswith("glaciers.txt")  # ... but the lexical index caught up
+
+
+def test_switching_store_backend_ingests_into_the_new_store(mixed_folder: Path, fake_embedder: Any) -> None:
+    faiss = Settings()
+    first = ingest_paths([mixed_folder], faiss, embedder=fake_embedder)
+    assert first.new == 4
+
+    memory = Settings(store={"backend": "memory"})  # same collection, another store: nothing is in it yet
+    switched = ingest_paths([mixed_folder], memory, embedder=fake_embedder)
+    assert (switched.new, switched.unchanged, switched.chunks_added) == (4, 0, first.chunks_added)
+    store = _store(memory, fake_embedder)
+    try:
+        assert store.count() == first.chunks_added
+    finally:
+        store.close()
+    again = ingest_paths([mixed_folder], faiss, embedder=fake_embedder)  # the FAISS manifest is untouched
+    assert (again.unchanged, again.chunks_added) == (4, 0)
