@@ -54,6 +54,10 @@ class RagPipeline:
                 self._embedder = load_embedder(self.settings.embedding)
             return self._embedder
 
+    def _is_local_store(self) -> bool:
+        store = self.settings.store
+        return not (store.backend == "qdrant" and store.qdrant_mode == "server")
+
     @property
     def store(self) -> VectorStore:
         with self._lock:
@@ -98,6 +102,13 @@ class RagPipeline:
         rerank: bool | None = None,
     ) -> list[ScoredChunk]:
         """The chunks the prompt would get for ``question``, best first (see ``rag.retrieve``)."""
+        if self._store is None and self._is_local_store() and not self.settings.collection_dir.exists():
+            # Asking must not create the collection it asks about (a typo in --collection would leave a folder).
+            raise StoreError(
+                f"the collection {self.settings.collection!r} is empty (there is none of that name in "
+                f"{self.settings.data_dir}): add documents with `rag ingest PATH --collection "
+                f"{self.settings.collection}` first"
+            )
         if self.store.count() == 0:
             raise StoreError(
                 f"the collection {self.settings.collection!r} is empty: add documents with `rag ingest PATH` first"

@@ -168,6 +168,13 @@ def test_empty_collection_says_to_ingest(settings, fake_embedder) -> None:  # ty
         RagPipeline(settings, embedder=fake_embedder, store=empty, llm=FakeLLM()).answer("anything?")
 
 
+def test_asking_an_unknown_collection_does_not_create_it(fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(collection="typo", store={"backend": "memory"})
+    with pytest.raises(StoreError, match="is empty .*rag ingest PATH --collection typo"):
+        RagPipeline(settings, embedder=fake_embedder, llm=FakeLLM()).answer("anything?")
+    assert not settings.collection_dir.exists()
+
+
 def test_llm_errors_reach_the_caller_unchanged(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
     llm = FakeLLM(fail=LLMError("cannot reach LLM at http://x/v1"))
     with pytest.raises(LLMError, match="cannot reach"):
