@@ -43,9 +43,10 @@ class EmbeddingSettings(BaseModel):
     fp16_on_gpu: bool = True
     base_url: str | None = None  # for backend "openai": e.g. http://vllm:8000/v1 (vLLM's /v1/embeddings)
     # How a sentence-transformers model runs: "torch" (sentence-transformers, the reference), or the same model
-    # exported once to ONNX and run by onnxruntime on CPU: "onnx" (same vectors, ~1.3x faster) or "onnx-int8"
-    # (dynamic int8, ~2-3x faster, cosine ~0.99 to torch). See docs/benchmarks.md.
-    runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # exported once to ONNX and run by onnxruntime on CPU: "onnx" (same vectors, ~1.6x faster ingestion) or
+    # "onnx-int8" (dynamic int8, ~2.3x, cosine ~0.99 to torch). "auto": onnx on CPU where the model allows it,
+    # torch otherwise (GPU, remote hub models, other architectures). See docs/benchmarks.md.
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     api_key: str = "EMPTY"
 
 

