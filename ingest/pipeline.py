@@ -150,14 +150,40 @@ def discover(paths: Sequence[str | Path], include: Sequence[str]) -> tuple[list[
         if root.is_file():
             consider(root)
             continue
+        rules: dict[str, list[tuple[Path, str]]] = {}
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+            here = Path(dirpath)
+            mine = rules.get(str(here), []) + _ragignore(here)
+            dirnames[:] = sorted(d for d in dirnames if not _hidden(d) and not _ignored(here / d, mine))
+            for d in dirnames:
+                rules[str(here / d)] = mine
             for name in sorted(filenames):
-                if not _hidden(name):
-                    p = Path(dirpath) / name
-                    if p.is_file():
-                        consider(p)
+                p = here / name
+                if not _hidden(name) and not _ignored(p, mine) and p.is_file():
+                    consider(p)
     return sorted(found.values()), sorted(skipped.values(), key=lambda f: f.path)
+
+
+def _ragignore(folder: Path) -> list[tuple[Path, str]]:
+    """Patterns of ``folder/.ragignore`` (one glob a line, ``#`` comments), like a small ``.gitignore``.
+
+    A pattern matches a file or folder name (``*.log``, ``drafts``) or a path relative to the folder that holds the
+    ``.ragignore`` (``notes/private/*.md``); it applies to that folder and everything below it. Files named on the
+    command line are always ingested.
+    """
+    try:
+        lines = (folder / ".ragignore").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [(folder, line.strip().strip("/")) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _ignored(path: Path, rules: list[tuple[Path, str]]) -> bool:
+    for base, pattern in rules:
+        rel = path.relative_to(base).as_posix()
+        if fnmatch.fnmatchcase(path.name, pattern) or fnmatch.fnmatchcase(rel, pattern):
+            return True
+    return False
 
 
 def file_sha256(path: Path) -> str:

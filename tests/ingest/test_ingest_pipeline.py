@@ -317,3 +317,22 @@ def test_switching_store_backend_ingests_into_the_new_store(mixed_folder: Path, 
         store.close()
     again = ingest_paths([mixed_folder], faiss, embedder=fake_embedder)  # the FAISS manifest is untouched
     assert (again.unchanged, again.chunks_added) == (4, 0)
+
+
+def test_ragignore_keeps_files_and_folders_out(tmp_path: Path, fake_embedder: Any) -> None:
+    root = tmp_path / "notes"
+    (root / "drafts").mkdir(parents=True)
+    (root / "private" / "deep").mkdir(parents=True)
+    (root / "keep.md").write_text("# Keep\n\nThe Danube flows into the Black Sea.")
+    (root / "README.md").write_text("# About this folder\n\nNot a document.")
+    (root / "drafts" / "d.txt").write_text("A draft about rivers.")
+    (root / "private" / "deep" / "secret.md").write_text("# Secret\n\nPasswords.")
+    (root / "private" / "public.md").write_text("# Public\n\nThe Rhine flows into the North Sea.")
+    (root / ".ragignore").write_text("# not documents\nREADME.md\ndrafts/\nprivate/deep/*.md\n")
+
+    summary = ingest_paths([root], Settings(), embedder=fake_embedder)
+    settings = Settings()
+    names = sorted(Path(source).name for source, _ in list_documents_with(settings, fake_embedder))
+    assert names == ["keep.md", "public.md"] and summary.files_seen == 2
+    named = ingest_paths([root / "README.md"], settings, embedder=fake_embedder)  # named on purpose: ingested
+    assert named.new == 1
