@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "docs" / "samples"
-DEMO_SKIP = ("README.md", "questions.txt")
 DEMO_QUESTIONS = (
     "What is this collection of documents about?",
     "Summarise the most important point of one of the documents.",
@@ -316,9 +315,8 @@ def demo_command(
     from ingest.pipeline import ingest_paths
 
     typer.secho(f"1/3 indexing {path} into the collection 'demo' …", bold=True)
-    # The folder's own README and question list are about the samples, not samples: they would compete as sources.
-    files = [p for p in sorted(path.iterdir()) if p.is_file() and p.name not in DEMO_SKIP]
-    summary = ingest_paths(files, settings)
+    # The folder's .ragignore keeps its README and question list out: they would compete as sources.
+    summary = ingest_paths([path], settings)
     typer.echo(
         f"    {summary.files_seen} files: {summary.new} new, {summary.changed} changed, {summary.unchanged} unchanged; "
         f"{summary.chunks_added} chunks added in {summary.seconds:.1f} s"

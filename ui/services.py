@@ -32,9 +32,6 @@ RETRIEVAL_MODES = ("dense", "hybrid", "reranked")
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "docs" / "samples"
 """The bundled sample documents (a source checkout); ``rag chat`` indexes them into an empty collection."""
-_NOT_SAMPLES = frozenset(
-    {"README.md", "questions.txt"}
-)  # about the samples, not samples: they would compete as sources
 
 _COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # the same rule as Settings.collection
 
@@ -70,10 +67,14 @@ def collections(settings: Settings) -> list[str]:
 
 
 def sample_documents(folder: Path = SAMPLES_DIR) -> list[Path]:
-    """The sample files to index (empty when the folder is not there, e.g. in an installed wheel)."""
+    """The sample files to index, as ``rag ingest`` would find them: its ``.ragignore`` keeps the README and
+    question list out (they would compete as sources). Empty when the folder is not there (an installed wheel)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _NOT_SAMPLES and p.name[0] != ".")
+    from ingest.pipeline import discover
+    from rag.config import IngestSettings
+
+    return discover([folder], IngestSettings().include)[0]
 
 
 def make_embedder(settings: EmbeddingSettings) -> Embedder:

@@ -126,7 +126,10 @@ def test_chat_command_is_local_headless_and_private_by_default() -> None:
 def test_sample_documents_leave_out_the_readme_and_questions(tmp_path: Path) -> None:
     for name in ("README.md", "questions.txt", "a.pdf", "b.md", ".hidden.txt"):
         (tmp_path / name).write_text("x")
+    (tmp_path / ".ragignore").write_text("README.md\nquestions.txt\n")  # as docs/samples has
     assert [p.name for p in services.sample_documents(tmp_path)] == ["a.pdf", "b.md"]
+    bundled = {p.name for p in services.sample_documents()}
+    assert bundled and not bundled & {"README.md", "questions.txt", ".ragignore"}
     assert services.sample_documents(tmp_path / "missing") == []
 
 
