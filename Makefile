@@ -14,9 +14,10 @@ demo: setup
 
 test:
 	bash .ci/setup --browser
+	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/python -m pytest -q tests
-	$(VENV)/bin/python -m evals.ci --out test-artifacts/eval-ci
 
 lint:
 	$(VENV)/bin/ruff check rag ingest evals ui tests benchmarks
 	$(VENV)/bin/mypy rag
+	$(VENV)/bin/lint-imports

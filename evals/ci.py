@@ -11,7 +11,6 @@ run-to-run noise of the LLM, so a real regression in retrieval or prompting fail
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -40,53 +39,50 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.ci", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: a temp dir)")
     parser.add_argument("--judge", action="store_true", help="also run the G-Eval judge (slow; not gated)")
+    parser.add_argument("--llm-url", default=None, help="an OpenAI-compatible server to use (default: the embedded)")
     # llama.cpp's server answers one request at a time: more in flight only queue up (and risk the client timeout)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)
 
     from evals.runner import EvalOptions, run_eval
     from ingest.pipeline import ingest_paths
-    from rag.config import Settings, default_data_dir
+    from rag.config import load_settings
     from rag.errors import RagError
-    from rag.llm import OpenAICompatibleLLM
-    from rag.local_llm import ensure_server
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
     with tempfile.TemporaryDirectory(prefix="rag-eval-ci-") as tmp:
-        # A fresh index every time; the LLM's joined model file stays in the user's data dir (joined once).
-        os.environ["RAG_DATA_DIR"] = tmp
-        # A shared 2-core runner can be slow: wait for the LLM rather than fail on a busy server.
-        os.environ.setdefault("RAG_LLM__TIMEOUT_S", "600")
-        settings = Settings(collection="eval-ci")
-        out = args.out or Path(tmp) / "run"
         try:
+            base = load_settings()
+            # A fresh index every time; the LLM's joined model file stays where the user's models are (joined once).
+            # A shared 2-core runner can be slow: wait for the LLM rather than fail on a busy server.
+            llm = {"timeout_s": max(base.llm.timeout_s, 600.0), **({"base_url": args.llm_url} if args.llm_url else {})}
+            settings = load_settings(data_dir=tmp, models_dir=base.models_path, collection="eval-ci", llm=llm)
+            wiring = Wiring(settings)
+            out = args.out or Path(tmp) / "run"
             t = time.perf_counter()
-            summary = ingest_paths([CORPUS], settings)
+            summary = ingest_paths([CORPUS], wiring)
             print(
                 f"ingested {summary.files_seen} files, {summary.chunks_added} chunks in {time.perf_counter() - t:.0f} s"
             )
             if summary.failed:
                 print(f"ingestion failed for: {[f.path for f in summary.failed]}", file=sys.stderr)
                 return 1
-            llm = OpenAICompatibleLLM(
-                settings.llm, ensure_server(settings.llm, models_dir=default_data_dir() / "models")
-            )
-            pipeline = RagPipeline(settings, llm=llm)
+            pipeline = wiring.pipeline()
             judge = None
-            groups = ("retrieval", "refusal", "rouge", "bertscore")
+            groups: tuple[str, ...] = ("retrieval", "refusal", "rouge", "bertscore")
             if args.judge:
                 from evals.judge import GEvalJudge, JudgeConfig
 
-                judge = GEvalJudge(llm, JudgeConfig(cache_dir=default_data_dir() / "judge-cache"))
+                judge = GEvalJudge(wiring.llm(), JudgeConfig(cache_dir=base.judge_cache_path))
                 groups += ("judge",)
             result = run_eval(
-                GOLD_CI, out, answerer=pipeline, judge=judge, settings=settings, llm_model=llm.model,
+                GOLD_CI, out, answerer=pipeline, judge=judge, settings=settings, llm_model=pipeline.llm.model,
                 options=EvalOptions(metrics=groups, fail_under=THRESHOLDS, concurrency=args.concurrency,
                                     progress=sys.stderr.isatty()),
             )  # fmt: skip
         except RagError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            return e.exit_code
         s = result.summary
         for name in [*THRESHOLDS, *(k for k in s["metrics"] if k.startswith("judge_"))]:
             m = s["metrics"].get(name)

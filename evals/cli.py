@@ -15,43 +15,31 @@ from typing import Annotated, Any
 
 import typer
 
-from rag.errors import RagError
+from rag.errors import UsageError
 
 
-def _settings(collection: str | None) -> Any:
-    from rag.config import Settings
+def _wiring(collection: str | None) -> Any:
+    from rag.config import load_settings
+    from rag.wiring import Wiring
 
-    return Settings(**({"collection": collection} if collection else {}))
-
-
-def _llm(llm_settings: Any, models_dir: Path) -> Any:
-    from rag.llm import OpenAICompatibleLLM
-    from rag.local_llm import ensure_server
-
-    return OpenAICompatibleLLM(llm_settings, ensure_server(llm_settings, models_dir=models_dir))
+    return Wiring(load_settings(**({"collection": collection} if collection else {})))
 
 
-def _pipeline(settings: Any) -> Any:
-    """The answering pipeline (a seam: tests replace it with one built on fakes)."""
-    from rag.pipeline import RagPipeline
-
-    return RagPipeline(settings)
-
-
-def _judge(settings: Any, default_llm: Any, *, url: str | None, model: str | None, samples: int,
-           steps_file: Path | None, criteria: list[str] | None, no_cache: bool) -> Any:  # fmt: skip
+def _judge(wiring: Any, *, url: str | None, model: str | None, samples: int, steps_file: Path | None,
+           criteria: list[str] | None, no_cache: bool) -> Any:  # fmt: skip
     from evals.judge import GEvalJudge, JudgeConfig
 
+    settings = wiring.settings
     if url or model:
-        judge_settings = settings.llm.model_copy(update={"base_url": url or settings.llm.base_url, "model": model})
-        llm = _llm(judge_settings, settings.data_dir / "models")
+        judge_llm = settings.llm.model_copy(update={"base_url": url or settings.llm.base_url, "model": model})
+        llm = wiring.llm_client(judge_llm)
     else:
-        llm = default_llm() if callable(default_llm) else default_llm
+        llm = wiring.llm()
     steps = json.loads(steps_file.read_text()) if steps_file else {}
     config = JudgeConfig(
         criteria=tuple(criteria) if criteria else JudgeConfig.criteria,
         samples=samples,
-        cache_dir=None if no_cache else Path(settings.data_dir) / "judge-cache",
+        cache_dir=None if no_cache else settings.judge_cache_path,
         steps=steps,
     )
     return GEvalJudge(llm, config)
@@ -95,36 +83,30 @@ def eval_command(
     summary.json and report.html; exit 1 when a --fail-under threshold is missed."""
     from evals.runner import METRIC_GROUPS, EvalOptions, parse_thresholds, run_eval
 
-    try:
-        settings = _settings(collection)
-        groups = tuple(g.strip() for item in (metrics or list(METRIC_GROUPS)) for g in item.split(",") if g.strip())
-        if not settings.collection_dir.is_dir():
-            raise RagError(
-                f"no index for collection {settings.collection!r} at {settings.collection_dir}: `rag eval` ingests "
-                "nothing; run `rag ingest PATH` first (or pass --collection)"
-            )
-        pipeline = _pipeline(settings)
-        judge = None
-        if "judge" in groups:
-            judge = _judge(settings, lambda: pipeline.llm, url=judge_url, model=judge_model, samples=judge_samples,
-                           steps_file=judge_steps, criteria=judge_criteria, no_cache=no_judge_cache)  # fmt: skip
-        if out is None:
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-            out = Path("eval-runs") / f"{dataset.stem}-{stamp}"
-        options = EvalOptions(
-            metrics=groups,
-            concurrency=concurrency,
-            fail_under=parse_thresholds(fail_under or []),
-            baseline=baseline,
-            progress=not no_progress and sys.stderr.isatty(),
-        )
-        result = run_eval(
-            dataset, out, answerer=pipeline, options=options, judge=judge, settings=settings,
-            llm_model=pipeline.llm.model,
-        )  # fmt: skip
-    except RagError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    wiring = _wiring(collection)
+    groups = tuple(g.strip() for item in (metrics or list(METRIC_GROUPS)) for g in item.split(",") if g.strip())
+    unknown = sorted(set(groups) - set(METRIC_GROUPS))
+    if unknown:
+        raise UsageError(f"unknown metric group(s) {', '.join(unknown)}; use {', '.join(METRIC_GROUPS)}")
+    pipeline = wiring.pipeline()  # CollectionNotFound when there is no index: `rag eval` ingests nothing
+    judge = None
+    if "judge" in groups:
+        judge = _judge(wiring, url=judge_url, model=judge_model, samples=judge_samples, steps_file=judge_steps,
+                       criteria=judge_criteria, no_cache=no_judge_cache)  # fmt: skip
+    if out is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        out = Path("eval-runs") / f"{dataset.stem}-{stamp}"
+    options = EvalOptions(
+        metrics=groups,
+        concurrency=concurrency,
+        fail_under=parse_thresholds(fail_under or []),
+        baseline=baseline,
+        progress=not no_progress and sys.stderr.isatty(),
+    )
+    result = run_eval(
+        dataset, out, answerer=pipeline, options=options, judge=judge, settings=wiring.settings,
+        llm_model=pipeline.llm.model,
+    )  # fmt: skip
     _render(result)
     if result.failures:
         for line in result.failures:
@@ -172,20 +154,11 @@ def judge_meta_command(
     """Correlate the judge with human similarity judgments (Lee et al., shipped in gensim): Spearman/Kendall."""
     from evals.meta import judge_meta
 
-    try:
-        settings = _settings(None)
-        judge = _judge(settings, lambda: _llm(settings.llm, settings.data_dir / "models"), url=judge_url,
-                       model=judge_model, samples=judge_samples, steps_file=None, criteria=["similarity"],
-                       no_cache=False)  # fmt: skip
-        embedder = None
-        if not no_embedding:
-            from rag.embedders import load_embedder
-
-            embedder = load_embedder(settings.embedding)
-        result = judge_meta(judge, pairs=pairs, seed=seed, embedder=embedder, progress=sys.stderr.isatty())
-    except RagError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    wiring = _wiring(None)
+    judge = _judge(wiring, url=judge_url, model=judge_model, samples=judge_samples, steps_file=None,
+                   criteria=["similarity"], no_cache=False)  # fmt: skip
+    embedder = None if no_embedding else wiring.embedder()
+    result = judge_meta(judge, pairs=pairs, seed=seed, embedder=embedder, progress=sys.stderr.isatty())
     text = json.dumps({k: v for k, v in result.items() if k != "judge"} | {"judge_method": result["judge"]["method"]},
                       indent=2)  # fmt: skip
     typer.echo(text)

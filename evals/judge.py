@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rag.errors import UsageError
 from rag.types import Completion, LLMClient, Message, TokenLogprob
 
 log = logging.getLogger(__name__)
@@ -230,11 +231,12 @@ def score_from_logprobs(alternatives: Sequence[TokenLogprob]) -> tuple[float, di
     >>> round(score_from_logprobs(alts)[0], 3)
     4.625
     """
-    probs: Counter[str] = Counter()
+    probs: dict[str, float] = {}
     for alt in alternatives:
         tok = alt.token.strip().strip('"')
         if tok in SCORE_TOKENS:
-            probs[tok] += math.exp(alt.logprob)  # " 4" and "4" are different tokens with the same meaning
+            # " 4" and "4" are different tokens with the same meaning
+            probs[tok] = probs.get(tok, 0.0) + math.exp(alt.logprob)
     total = sum(probs.values())
     if total <= 0:
         return None
@@ -267,8 +269,8 @@ def parse_score(text: str) -> int | None:
         if isinstance(value, int | float | str) and str(value).strip() in SCORE_TOKENS:
             return int(str(value).strip())
     text = _SCALE.sub(" ", text)  # an echoed "(1-5)" is the scale, not the score
-    m = _OUT_OF.search(text) or _DIGIT.search(text)
-    return int(m.group(1)) if m else None
+    found = _OUT_OF.search(text) or _DIGIT.search(text)
+    return int(found.group(1)) if found else None
 
 
 class GEvalJudge:
@@ -285,7 +287,7 @@ class GEvalJudge:
         self._extra_body_ok = "extra_body" in inspect.signature(llm.complete).parameters
         unknown = set(self.config.criteria) - set(CRITERIA)
         if unknown:
-            raise ValueError(f"unknown judge criteria {sorted(unknown)}; known: {sorted(CRITERIA)}")
+            raise UsageError(f"unknown judge criteria {sorted(unknown)}; known: {sorted(CRITERIA)}")
 
     @property
     def model(self) -> str:
@@ -343,7 +345,7 @@ class GEvalJudge:
         c = CRITERIA[criterion]
         missing = [f for f in c.fields if f not in fields]
         if missing:
-            raise ValueError(f"criterion {criterion!r} needs {missing}")
+            raise UsageError(f"criterion {criterion!r} needs {missing}")
         limit = self.config.max_field_chars
         example = "\n\n".join(f"{FIELD_LABELS[f]}:\n{_clip(fields[f], limit)}" for f in c.fields)
         json_reply = self._constraint() is not None

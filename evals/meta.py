@@ -25,19 +25,15 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.packaged import package_file
 
 
 def lee_dir() -> Path:
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution("gensim")
-    except metadata.PackageNotFoundError as e:
-        raise ConfigError("the judge meta-evaluation reads the Lee set shipped in gensim: pip install gensim") from e
-    for f in dist.files or ():
-        if str(f).replace("\\", "/").endswith("test/test_data/similarities0-1.txt"):
-            return Path(str(dist.locate_file(f))).parent
-    raise ConfigError("gensim is installed without its test data (lee.cor, similarities0-1.txt): reinstall gensim")
+    """gensim's test data folder, which holds the Lee corpus and its human similarity judgments."""
+    return package_file(
+        "gensim", "test/test_data/similarities0-1.txt", install="pip install gensim",
+        what="the Lee similarity set (the judge meta-evaluation reads it)",
+    ).parent
 
 
 def load_lee() -> tuple[list[str], np.ndarray]:

@@ -265,10 +265,13 @@ def provenance(
 
         out["judge_prompt_version"] = JUDGE_PROMPT_VERSION
     if settings is not None:
+        from rag.collection import collections_root
+
+        collection_root = collections_root(settings) / settings.collection
         out.update(
             collection=settings.collection,
-            collection_dir=str(settings.collection_dir),
-            index_id=index_fingerprint(settings.collection_dir),
+            collection_dir=str(collection_root),
+            index_id=index_fingerprint(collection_root),
             store_backend=settings.store.backend,
             embedding_model=settings.embedding.model,
             chunk={"size_tokens": settings.chunk.size_tokens, "overlap_tokens": settings.chunk.overlap_tokens},

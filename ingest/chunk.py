@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
+from rag.errors import ConfigError
 from rag.types import Chunk, Document
 
 # Paragraphs, lines, sentence ends, clauses, words, then characters: the order the splitter tries.
@@ -48,7 +49,7 @@ class Chunker:
 
     def __init__(self, count_tokens: Callable[[str], int], size_tokens: int = 256, overlap_tokens: int = 32) -> None:
         if overlap_tokens >= size_tokens:
-            raise ValueError(f"overlap_tokens ({overlap_tokens}) must be smaller than size_tokens ({size_tokens})")
+            raise ConfigError(f"overlap_tokens ({overlap_tokens}) must be smaller than size_tokens ({size_tokens})")
         self.count_tokens = count_tokens
         self.size_tokens = size_tokens
         self.overlap_tokens = overlap_tokens

@@ -1,24 +1,28 @@
-"""``rag ingest PATH... [--collection NAME] [--prune] [--json]``: parse arguments, run ``ingest_paths``, render.
+"""``rag ingest PATH... [--collection NAME] [--prune] [--json]`` and ``rag demo``: parse arguments, run
+``ingest_paths`` (and, for the demo, ask questions), render.
 
-Exit codes: 0 when the batch finished (even if some files failed: they are listed with their reasons), 1 when
-nothing could be done (the collection cannot be opened or written, a model cannot load), 2 for a path that does
-not exist, 130 on Ctrl-C (what was committed stays; run the command again to resume).
+Exit codes (the ``rag`` command's one error wrapper, ``rag.cli``): 0 when the batch finished (even if some files
+failed: they are listed with their reasons), 1 when nothing could be done (the collection cannot be opened or
+written, a model cannot load), 2 for invalid settings or a path that does not exist, 130 on Ctrl-C (what was
+committed stays; run the command again to resume). With ``--json`` an error is also printed as ``{"error": ...}``.
 
     $ rag ingest ~/papers ~/notes --collection work
     $ rag ingest ~/papers --prune --json | jq .chunks_added
+    $ rag demo                 # ingest docs/samples, start the embedded LLM, ask sample questions
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rag.config import Settings
-from rag.errors import IngestError, RagError
+from ingest.samples import SAMPLES_DIR, demo_questions
+from rag.config import Settings, load_settings
 
 
 def ingest_command(
@@ -35,12 +39,7 @@ def ingest_command(
     from ingest.pipeline import IngestSummary, ingest_paths
 
     err = Console(stderr=True)
-    try:
-        settings = Settings(**({"collection": collection} if collection else {}))
-    except Exception as e:  # pydantic's message names the bad setting
-        err.print(f"[red]error:[/] invalid settings: {e}")
-        raise typer.Exit(2) from None
-
+    settings = load_settings(**({"collection": collection} if collection else {}))
     summary: IngestSummary
     try:
         if json_out or not sys.stderr.isatty():
@@ -50,22 +49,10 @@ def ingest_command(
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: files committed so far are kept; run the same command to resume")
         raise typer.Exit(130) from None
-    except IngestError as e:
-        _fail(str(e), 2, json_out, err)
-    except RagError as e:
-        _fail(str(e), 1, json_out, err)
-
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
     else:
         _print_summary(summary, Console())
-
-
-def _fail(message: str, code: int, json_out: bool, err: object) -> None:
-    if json_out:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
-    err.print(f"[red]error:[/] {message}")  # type: ignore[attr-defined]
-    raise typer.Exit(code)
 
 
 def _with_progress_bar(paths: list[Path], settings: Settings, prune: bool, console: object):  # type: ignore[no-untyped-def]
@@ -123,3 +110,49 @@ def _print_summary(s: object, console: object) -> None:
         for f in (*s.failed, *s.skipped):
             problems.add_row(f.path, f.reason)
         console.print(problems)  # type: ignore[attr-defined]
+
+
+# -- rag demo ---------------------------------------------------------------------------------------------------------
+
+
+def demo_command(
+    path: Annotated[Path, typer.Option("--path", help="Folder to ingest (default: the bundled docs/samples).")] = (
+        SAMPLES_DIR
+    ),
+    question: Annotated[list[str] | None, typer.Option("--question", "-q", help="Ask this instead (repeatable).")] = (
+        None
+    ),
+) -> None:
+    """The whole product in one command: ingest sample documents, start the embedded LLM, ask cited questions."""
+    from ingest.pipeline import ingest_paths
+    from rag.commands import stream_answer
+    from rag.errors import UsageError
+    from rag.wiring import Wiring
+
+    if not path.is_dir():
+        raise UsageError(f"sample folder {path} not found: pass --path to a folder of your documents")
+    wiring = Wiring(load_settings(collection="demo"))
+    settings = wiring.settings
+    typer.secho(f"1/3 indexing {path} into the collection 'demo' …", bold=True)
+    # The folder's .ragignore keeps its README and question list out: they would compete as sources.
+    summary = ingest_paths([path], wiring)
+    typer.echo(
+        f"    {summary.files_seen} files: {summary.new} new, {summary.changed} changed, {summary.unchanged} unchanged; "
+        f"{summary.chunks_added} chunks added in {summary.seconds:.1f} s"
+    )
+    for f in summary.failed:
+        typer.secho(f"    skipped {f.path}: {f.reason}", fg=typer.colors.YELLOW)
+    if settings.llm.base_url:
+        typer.secho(f"2/3 using the LLM at {settings.llm.base_url}", bold=True)
+    else:
+        typer.secho("2/3 starting the embedded LLM (reused if already running) …", bold=True)
+        t = time.perf_counter()
+        url = wiring.ensure_llm_server()
+        typer.echo(f"    ready at {url} in {time.perf_counter() - t:.1f} s (stop it with `rag serve-llm --stop`)")
+    pipeline = wiring.pipeline()
+    typer.secho("3/3 asking questions", bold=True)
+    for q in question or demo_questions(path):
+        typer.secho(f"\nQ: {q}", fg=typer.colors.CYAN, bold=True)
+        answer = stream_answer(pipeline, q)
+        typer.secho(f"   ({answer.timings.get('total', 0):.1f} s)", dim=True)
+    typer.echo("\nAsk your own: rag ask \"...\" --collection demo   ·   index your folder: rag ingest PATH")

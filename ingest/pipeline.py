@@ -16,10 +16,8 @@ Example::
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -29,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from ingest.chunk import Chunker
-from ingest.load import LOADERS, load_file
-from ingest.manifest import FileRecord, Manifest, manifest_path
+from ingest.discover import FailedFile, discover
+from ingest.load import load_file
+from rag.collection import Collection
 from rag.config import Settings
-from rag.errors import IngestError, RagError
+from rag.errors import IngestError
+from rag.manifest import FileRecord
 from rag.types import Chunk, Embedder, VectorStore
+from rag.wiring import Wiring
 
 _log = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ LOADER_VERSION = "1"  # bump when loaders or chunking change what a file turns i
 EMBED_BUFFER = 512  # chunks gathered across files before one embedding call (bounded memory, full batches)
 PARSE_AHEAD_FILES = 16  # files parsed ahead while the model embeds: the overlap, with bounded memory
 STREAM_BYTES = 16 << 20  # files larger than this are loaded, chunked and embedded piece by piece (bounded memory)
-
-
-@dataclass(frozen=True)
-class FailedFile:
-    path: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -116,76 +111,6 @@ class _Prepared:
     error: str | None = None
 
 
-# ------------------------------------------------------------------------------------------------------ discover
-def _hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
-def discover(paths: Sequence[str | Path], include: Sequence[str]) -> tuple[list[Path], list[FailedFile]]:
-    """Files to ingest under ``paths`` (recursively, hidden entries skipped) and the unsupported ones found.
-
-    Raises ``IngestError`` when a given path does not exist (nothing is done then).
-    """
-    found: dict[str, Path] = {}
-    skipped: dict[str, FailedFile] = {}
-    patterns = [p.lower() for p in include]
-
-    def consider(p: Path) -> None:
-        key = str(p)
-        if key in found or key in skipped:
-            return
-        ok = p.suffix.lower() in LOADERS and any(fnmatch.fnmatchcase(p.name.lower(), pat) for pat in patterns)
-        if ok:
-            found[key] = p
-        else:
-            skipped[key] = FailedFile(key, f"unsupported file type {p.suffix or '(no suffix)'!r}; skipped")
-
-    roots = []
-    for raw in paths:
-        p = Path(raw).expanduser()
-        if not p.exists():
-            raise IngestError(f"path not found: {raw}")
-        roots.append(p.resolve())
-    for root in roots:
-        if root.is_file():
-            consider(root)
-            continue
-        rules: dict[str, list[tuple[Path, str]]] = {}
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            mine = rules.get(str(here), []) + _ragignore(here)
-            dirnames[:] = sorted(d for d in dirnames if not _hidden(d) and not _ignored(here / d, mine))
-            for d in dirnames:
-                rules[str(here / d)] = mine
-            for name in sorted(filenames):
-                p = here / name
-                if not _hidden(name) and not _ignored(p, mine) and p.is_file():
-                    consider(p)
-    return sorted(found.values()), sorted(skipped.values(), key=lambda f: f.path)
-
-
-def _ragignore(folder: Path) -> list[tuple[Path, str]]:
-    """Patterns of ``folder/.ragignore`` (one glob a line, ``#`` comments), like a small ``.gitignore``.
-
-    A pattern matches a file or folder name (``*.log``, ``drafts``) or a path relative to the folder that holds the
-    ``.ragignore`` (``notes/private/*.md``); it applies to that folder and everything below it. Files named on the
-    command line are always ingested.
-    """
-    try:
-        lines = (folder / ".ragignore").read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return []
-    return [(folder, line.strip().strip("/")) for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
-def _ignored(path: Path, rules: list[tuple[Path, str]]) -> bool:
-    for base, pattern in rules:
-        rel = path.relative_to(base).as_posix()
-        if fnmatch.fnmatchcase(path.name, pattern) or fnmatch.fnmatchcase(rel, pattern):
-            return True
-    return False
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -198,35 +123,24 @@ def file_sha256(path: Path) -> str:
 class _Run:
     """One ingestion run; the store and the model are opened only when some file needs them."""
 
-    def __init__(
-        self, settings: Settings, embedder: Embedder | None, progress: Callable[[IngestProgress], None] | None
-    ) -> None:
-        self.settings = settings
-        self._embedder = embedder
-        self._store: VectorStore | None = None
+    def __init__(self, wiring: Wiring, progress: Callable[[IngestProgress], None] | None) -> None:
+        self.settings = wiring.settings
+        self.wiring = wiring
+        self.collection: Collection = wiring.collection()
         self._chunker: Chunker | None = None
         self.progress = progress
         self.counts = _Counts()
         self.total = 0
-        self.manifest = Manifest(manifest_path(settings))
-        self.stale_marker = settings.collection_dir / "bm25.stale"
+        self.manifest = self.collection.manifest
         self._stale_marked = False
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            from rag.embedders import load_embedder
-
-            self._embedder = load_embedder(self.settings.embedding)
-        return self._embedder
+        return self.wiring.embedder()
 
     @property
     def store(self) -> VectorStore:
-        if self._store is None:
-            from rag.stores import open_store
-
-            self._store = open_store(self.settings, self.embedder.dim, self.embedder.name)
-        return self._store
+        return self.collection.store
 
     @property
     def chunker(self) -> Chunker:
@@ -243,7 +157,7 @@ class _Run:
     @property
     def config_key(self) -> str:
         c = self.settings.chunk
-        emb = self.settings.embedding.model if self._embedder is None else self._embedder.name
+        emb = self.wiring.embedder().name  # building an embedder loads no model: its name costs nothing
         key = f"{emb}|{c.size_tokens}|{c.overlap_tokens}|{LOADER_VERSION}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -343,8 +257,7 @@ class _Run:
     def lexical_stale(self) -> None:
         """Mark the BM25 index out of date before the store changes (a crash before the rebuild is then seen)."""
         if not self._stale_marked:
-            self.stale_marker.parent.mkdir(parents=True, exist_ok=True)
-            self.stale_marker.touch()
+            self.collection.mark_bm25_stale()
             self._stale_marked = True
 
     def commit(self, prep: _Prepared, chunks: Sequence[Chunk], vectors: Any) -> None:
@@ -425,11 +338,7 @@ class _Run:
                 self.counts.pruned += 1
 
     def close(self) -> None:
-        try:
-            if self._store is not None:
-                self._store.close()
-        finally:
-            self.manifest.close()
+        self.collection.close()
 
 
 def _dedup(chunks: Iterator[Chunk]) -> list[Chunk]:
@@ -444,20 +353,23 @@ def _dedup(chunks: Iterator[Chunk]) -> list[Chunk]:
 
 def ingest_paths(
     paths: Sequence[str | Path],
-    settings: Settings,
+    target: Settings | Wiring,
     *,
     prune: bool = False,
     progress: Callable[[IngestProgress], None] | None = None,
     embedder: Embedder | None = None,
 ) -> IngestSummary:
-    """Ingest files and folders into ``settings.collection``; see the module docstring.
+    """Ingest files and folders into the collection of ``target`` (settings, or a wiring that holds the parts);
+    see the module docstring. ``embedder`` is a ready model to use (the UI passes its cached one).
 
-    Raises ``IngestError`` for a path that does not exist and ``StoreError`` when the collection cannot be opened
+    Raises ``UsageError`` for a path that does not exist and ``StoreError`` when the collection cannot be opened
     or written; problems with single files are reported in ``IngestSummary.failed`` instead.
     """
     t0 = time.perf_counter()
+    wiring = target if isinstance(target, Wiring) else Wiring(target, embedder=embedder)
+    settings = wiring.settings
     files, skipped = discover(paths, settings.ingest.include)
-    run = _Run(settings, embedder, progress)
+    run = _Run(wiring, progress)
     run.total = len(files)
     try:
         todo = run.plan(files)
@@ -485,13 +397,11 @@ def ingest_paths(
         run.flush(batch)
         if prune:
             run.prune({str(f) for f in files})
-        c = run.counts
-        bm25_dir = settings.collection_dir / "bm25"
         # Rebuilt when this run changed the store, when an earlier run died before rebuilding it, or when missing.
-        if run.stale_marker.exists() or (run.manifest.all() and not bm25_dir.exists()):
-            _build_bm25(run.store, bm25_dir)
-            run.stale_marker.unlink(missing_ok=True)
-        if run._store is not None:
+        collection = run.collection
+        if collection.bm25_stale_marker.exists() or (run.manifest.all() and not collection.bm25_dir.exists()):
+            collection.rebuild_bm25()
+        if collection.store_is_open:
             chunks_total: int | None = run.store.count()
         else:  # the store was never opened: the manifest knows the counts of committed files
             chunks_total = sum(r.chunks for r in run.manifest.all().values() if r.status == "done")
@@ -514,59 +424,4 @@ def ingest_paths(
     )
 
 
-def _build_bm25(store: VectorStore, directory: Path) -> None:
-    """The lexical index for hybrid retrieval, rebuilt from the store's chunks (skipped if rag.lexical is absent)."""
-    try:
-        from rag.lexical import build_bm25_index
-    except ModuleNotFoundError as e:
-        if e.name != "rag.lexical":
-            raise
-        _log.warning("rag.lexical is not installed: no BM25 index built (hybrid retrieval will be dense only)")
-        return
-    build_bm25_index(store.chunks(), directory)
-
-
-def _documents_run(settings: Settings) -> tuple[Manifest, VectorStore]:
-    from rag.embedders import load_embedder
-    from rag.stores import open_store
-
-    embedder = load_embedder(settings.embedding)
-    return Manifest(manifest_path(settings)), open_store(settings, embedder.dim, embedder.name)
-
-
-def delete_document(source: str, settings: Settings) -> int:
-    """Remove a file's chunks and manifest entry from the collection; returns the number of chunks removed."""
-    manifest, store = _documents_run(settings)
-    try:
-        key = source if source in manifest.all() else str(Path(source).expanduser().resolve())
-        manifest.mark_pending(key)
-        removed = store.delete_source(key)
-        manifest.remove(key)
-        if removed:
-            _build_bm25(store, settings.collection_dir / "bm25")
-        return removed
-    finally:
-        store.close()
-        manifest.close()
-
-
-def list_documents(settings: Settings) -> list[tuple[str, int]]:
-    """(source, chunk count) of every file in the collection, sorted by source."""
-    manifest, store = _documents_run(settings)
-    try:
-        return sorted(store.sources().items())
-    finally:
-        store.close()
-        manifest.close()
-
-
-__all__ = [
-    "FailedFile",
-    "IngestProgress",
-    "IngestSummary",
-    "RagError",
-    "delete_document",
-    "discover",
-    "ingest_paths",
-    "list_documents",
-]
+__all__ = ["FailedFile", "IngestProgress", "IngestSummary", "discover", "ingest_paths"]

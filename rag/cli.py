@@ -1,7 +1,14 @@
-"""The ``rag`` command: the composition root that wires ``rag``, ``ingest``, ``evals`` and ``ui`` together.
+"""The ``rag`` command: every subcommand registered here, explicitly, and one error wrapper around all of them.
 
-Each subcommand lives beside the code it drives and is registered here; imports stay cheap (heavy libraries load
-inside the commands), so ``rag --help`` is instant.
+This module is the documented exception to "``rag/`` imports only ``rag``": registering the faces' commands
+(``ingest``, ``evals``, ``ui``, ``server``) is its job, and the import contract (``.importlinter``) allows exactly
+these imports. The command modules import only typer at module level (heavy libraries load inside the commands),
+so ``rag --help`` stays instant.
+
+Exit codes, the same for every command: 0 success; 1 a runtime error (``RagError``: the LLM is down, the index is
+locked or unreadable, ...); 2 a usage or configuration error (invalid settings, a malformed ``rag.toml``, a path
+or collection that does not exist; also typer's own usage errors); 130 interrupted. The error is one line on
+stderr; commands with ``--json`` also print ``{"error": ...}`` on stdout so a script always gets JSON.
 
     $ rag ingest ~/papers --collection papers
     $ rag search "attention is all you need" --k 5
@@ -10,7 +17,17 @@ inside the commands), so ``rag --help`` is instant.
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
 import typer
+
+from evals.cli import eval_command, judge_meta_command
+from ingest.cli import demo_command, ingest_command
+from rag.commands import ask_command, search_command, serve_llm_command
+from ui.cli import chat_command
 
 app = typer.Typer(
     name="rag",
@@ -20,34 +37,51 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("ingest", ingest_command),
+    ("search", search_command),
+    ("ask", ask_command),
+    ("chat", chat_command),
+    ("demo", demo_command),
+    ("eval", eval_command),
+    ("judge-meta", judge_meta_command),
+    ("serve-llm", serve_llm_command),
+)
 
-def _register() -> None:
-    from importlib import import_module
 
-    # (module, attribute, command name); a module that is not there yet simply adds no command.
-    commands = [
-        ("ingest.cli", "ingest_command", "ingest"),
-        ("rag.commands", "search_command", "search"),
-        ("rag.commands", "ask_command", "ask"),
-        ("rag.commands", "serve_llm_command", "serve-llm"),
-        ("rag.commands", "demo_command", "demo"),
-        ("evals.cli", "eval_command", "eval"),
-        ("evals.cli", "judge_meta_command", "judge-meta"),
-        ("ui.cli", "chat_command", "chat"),
-    ]
-    for module_name, attr, name in commands:
+def fail(message: str, code: int, *, json_out: bool = False) -> typer.Exit:
+    """Print ``message`` as one ``error:`` line on stderr (and as JSON on stdout for ``--json``); the exit to raise."""
+    if json_out:
+        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with the one error policy of the ``rag`` command (see the module docstring)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        from rag.config import describe_validation_error
+        from rag.errors import RagError
+
+        json_out = bool(kwargs.get("json_out"))
         try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name and module_name.startswith(e.name):
-                continue
-            raise
-        func = getattr(module, attr, None)
-        if func is not None:
-            app.command(name)(func)
+            return func(*args, **kwargs)
+        except RagError as e:
+            raise fail(str(e), e.exit_code, json_out=json_out) from None
+        except ValidationError as e:  # settings built without load_settings (a bug, but still one line)
+            raise fail(describe_validation_error(e), 2, json_out=json_out) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130, json_out=json_out) from None
+
+    return wrapper
 
 
-_register()
+for _name, _func in COMMANDS:
+    app.command(_name)(guarded(_func))
 
 
 def main() -> None:

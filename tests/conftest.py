@@ -1,45 +1,64 @@
-"""Shared fixtures. Tests never reach a model hub, and never write outside their tmp dirs."""
+"""Shared fixtures. Tests never reach a model hub, never read the developer's configuration, and never write
+outside their temporary directories (``test_home_untouched.py`` checks ``~`` after everything else ran).
+
+* Every ``RAG_*`` variable of the calling shell is removed, and the XDG, matplotlib and Hugging Face homes point
+  into one session temp dir, so caches (the ONNX export of the embedder, ~5 s) are made once per session there.
+* Each test gets its own ``RAG_DATA_DIR`` and working directory (no ``rag.toml`` or ``.env`` of the developer's).
+* ``llm_server`` starts the real embedded LLM (llama.cpp's server, packaged Qwen GGUF) once for the whole session;
+  every end-to-end, browser, judge and CI-eval test shares it. Its start count is checked at the end.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Sequence
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+for _name in [n for n in os.environ if n.startswith("RAG_")]:
+    del os.environ[_name]
+
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="rag-tests-"))
+for _var, _sub in (
+    ("XDG_CACHE_HOME", "cache"),
+    ("XDG_DATA_HOME", "data"),
+    ("XDG_CONFIG_HOME", "config"),
+    ("MPLCONFIGDIR", "matplotlib"),
+    ("HF_HOME", "huggingface"),
+    ("TORCH_HOME", "torch"),
+):
+    os.environ[_var] = str(SESSION_TMP / _sub)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+HOME_CHECK = "tests/test_home_untouched.py"
+LLM_SERVER_STARTS: list[str] = []  # base URLs of the embedded LLM servers this session started
 
 
-class FakeEmbedder:
-    """A deterministic bag-of-words embedder at our ``Embedder`` seam: texts sharing words get similar vectors."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The check that ``~`` was not written to runs after every other test."""
+    items.sort(key=lambda item: item.nodeid.startswith(HOME_CHECK))
 
-    name = "fake-bow-64"
-    dim = 64
 
-    def _embed(self, text: str) -> np.ndarray:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for word in text.lower().split():
-            h = int(hashlib.md5(word.strip(".,;:!?\"'()[]").encode()).hexdigest(), 16)
-            v[h % self.dim] += 1.0
-        n = np.linalg.norm(v)
-        return v / n if n else v
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self._embed(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._embed(text)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if LLM_SERVER_STARTS:
+        terminalreporter.write_line(f"embedded LLM server started {len(LLM_SERVER_STARTS)} time(s) in this session")
 
 
 @pytest.fixture
-def fake_embedder() -> FakeEmbedder:
+def fake_embedder():  # type: ignore[no-untyped-def]
+    from tests.fakes import FakeEmbedder
+
     return FakeEmbedder()
 
 
@@ -56,3 +75,37 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session joins the packaged GGUF (once) and keeps the server's log."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def llm_server(llm_models_dir: Path) -> Iterator[str]:
+    """Base URL of the real llama.cpp server on 127.0.0.1 running the packaged model: one for the whole session."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (bash .ci/setup)")
+    from rag.config import LLMSettings
+    from rag.errors import ConfigError
+    from rag.local_llm import model_path, start_server
+
+    settings = LLMSettings(local_port=free_port(), local_threads=2, timeout_s=600)
+    try:
+        model_path(settings, llm_models_dir)
+    except ConfigError as e:
+        pytest.skip(f"the packaged model is not installed: {e}")
+    server = start_server(settings, models_dir=llm_models_dir, log_path=llm_models_dir / "server.log")
+    LLM_SERVER_STARTS.append(server.url)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        assert server.process.poll() is not None, "the test server must not outlive the tests"

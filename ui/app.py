@@ -15,8 +15,8 @@ from typing import Any
 
 import streamlit as st
 
-from rag.config import EmbeddingSettings, LLMSettings, Settings
-from rag.errors import ConfigError, LLMError, RagError, StoreError
+from rag.config import Settings, load_settings
+from rag.errors import CollectionEmpty, CollectionNotFound, ConfigError, LLMError, RagError
 from rag.types import Answer, Message
 from ui import render, services
 from ui.uploads import save_uploads, upload_dir
@@ -27,28 +27,29 @@ EMPTY_INDEX = "No documents yet: upload some in **Documents**."
 # ----------------------------------------------------------------------------------------------------- caching
 # Keys are the JSON of the settings that matter; the objects themselves ride along unhashed (leading underscore).
 @st.cache_resource(show_spinner="Loading the embedding model…")
-def _embedder(key: str, _settings: EmbeddingSettings) -> Any:
+def _embedder(key: str, _settings: Settings) -> Any:
     return services.make_embedder(_settings)
 
 
-@st.cache_resource(show_spinner="Connecting to the language model…", max_entries=4)
-def _llm(key: str, _settings: LLMSettings) -> Any:
-    return services.make_llm(_settings)
+def embedder_for(settings: Settings) -> Any:
+    return _embedder(settings.embedding.model_dump_json() + str(settings.cache_dir), settings)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _llm(key: str, _settings: Settings) -> Any:
+    return services.make_llm(_settings)  # cheap: the embedded server starts on the first question
 
 
 def _close(pipeline: Any) -> None:
-    close = getattr(pipeline, "close", None)
-    if callable(close):
-        close()
+    store = getattr(getattr(pipeline, "retriever", None), "store", None)
+    if store is not None:
+        store.close()
 
 
 @st.cache_resource(show_spinner=False, on_release=_close, max_entries=8)  # one per settings combination
 def _pipeline(key: str, _settings: Settings) -> Any:
-    embedder = _embedder(_settings.embedding.model_dump_json(), _settings.embedding)
-    llm_settings = _settings.llm
-    return services.make_pipeline(
-        _settings, embedder=embedder, llm=lambda: _llm(llm_settings.model_dump_json(), llm_settings)
-    )
+    llm = _llm(_settings.llm.model_dump_json(), _settings)
+    return services.make_pipeline(_settings, embedder=embedder_for(_settings), llm=llm)
 
 
 def pipeline_for(settings: Settings) -> Any:
@@ -58,11 +59,15 @@ def pipeline_for(settings: Settings) -> Any:
 # ----------------------------------------------------------------------------------------------------- sidebar
 @st.cache_resource(show_spinner=False)
 def _base_settings() -> Settings:
-    return Settings()  # read once: environment, .env, rag.toml; the sidebar overrides per session
+    return load_settings()  # read once: environment, .env, rag.toml; the sidebar overrides per session
 
 
 def sidebar() -> Settings:
-    base = _base_settings()
+    try:
+        base = _base_settings()
+    except ConfigError as e:  # a malformed rag.toml or .env, or an invalid RAG_* variable: say which, stop there
+        st.error(str(e), icon=":material/error:")
+        st.stop()
     with st.sidebar:
         st.title(":material/menu_book: Ask your documents")
         if st.button("New chat", icon=":material/add_comment:", width="stretch"):
@@ -206,7 +211,7 @@ def ask(question: str, settings: Settings, past: list[Message], has_documents: b
 
 
 def _explain(e: RagError, settings: Settings) -> str:
-    if isinstance(e, StoreError) and "empty" in str(e).lower():
+    if isinstance(e, CollectionEmpty | CollectionNotFound):
         return EMPTY_INDEX
     return str(e)
 
@@ -298,7 +303,8 @@ def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> Non
         delete = st.form_submit_button("Delete", icon=":material/delete:")
     if delete and victim:
         try:
-            removed = services.delete_document(victim, settings)
+            _pipeline.clear()  # let go of the open index before changing it
+            removed = services.delete_document(victim, settings, embedder=embedder_for(settings))
         except RagError as e:
             st.error(str(e), icon=":material/error:")
             return
@@ -321,8 +327,7 @@ def run_ingest(paths: list[Path], settings: Settings) -> None:
 
     _pipeline.clear()  # the index is about to change: let go of the open one
     try:
-        embedder = _embedder(settings.embedding.model_dump_json(), settings.embedding)
-        summary = services.ingest(paths, settings, progress=progress, embedder=embedder)
+        summary = services.ingest(paths, settings, progress=progress, embedder=embedder_for(settings))
     except RagError as e:
         bar.empty()
         st.error(f"Indexing failed: {e}", icon=":material/error:")
@@ -378,7 +383,7 @@ def _attach(ctx: Any) -> None:
 def load_documents(settings: Settings) -> list[tuple[str, int]] | None:
     """The collection's documents, or None (with a message) when the index cannot be read."""
     try:
-        return services.list_documents(settings)
+        return services.list_documents(settings, embedder=embedder_for(settings))
     except RagError as e:
         st.error(str(e), icon=":material/error:")
         return None

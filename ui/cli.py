@@ -47,26 +47,24 @@ def chat_command(
     ),
 ) -> None:
     """Chat with your documents in the browser (Streamlit), with cited answers and a documents view."""
-    from rag.config import Settings
-    from rag.errors import RagError
+    from rag.config import load_settings
+    from rag.errors import ConfigError, RagError
+    from rag.wiring import Wiring
 
     if importlib.util.find_spec("streamlit") is None:
-        typer.secho("rag chat needs Streamlit: pip install 'rag-private-docs[ui]'", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    settings = Settings()
+        raise ConfigError("rag chat needs Streamlit: pip install 'rag-private-docs[ui]'")
+    settings = load_settings()  # read here too, so a bad setting is one line now rather than an error in the page
     if samples:
         try:
             _index_samples_if_empty(settings)
         except RagError as e:  # the app still opens; its Documents tab can index them (and shows the same error)
             typer.secho(f"warning: could not index the samples: {e}", fg=typer.colors.YELLOW, err=True)
     if settings.llm.base_url is None:
-        from rag.local_llm import ensure_server
-
         typer.echo("Starting the embedded language model (reused if already running)…", err=True)
         try:
-            # Started now so the first answer is quick; the app calls ensure_server too and reuses this one (or
-            # restarts it if it died), so no URL needs passing down.
-            ensure_server(settings.llm)
+            # Started now so the first answer is quick; the app's wiring finds this one (or restarts it if it
+            # died), so no URL needs passing down.
+            Wiring(settings).ensure_llm_server()
         except RagError as e:
             # The app still opens (documents can be indexed); questions will show this same message.
             typer.secho(f"warning: {e}", fg=typer.colors.YELLOW, err=True)
@@ -80,19 +78,22 @@ def chat_command(
 
 def _index_samples_if_empty(settings: object) -> None:
     """A first ``rag chat`` on a fresh checkout opens on something to ask about: the bundled samples."""
+    from ingest.pipeline import ingest_paths
+    from ingest.samples import SAMPLES_DIR, sample_documents
     from rag.config import Settings
-    from ui import services
+    from rag.wiring import Wiring
 
     assert isinstance(settings, Settings)
-    files = services.sample_documents()
-    if not files or services.list_documents(settings):
+    files = sample_documents()
+    wiring = Wiring(settings)
+    if not files or wiring.collection().documents():
         return
     typer.echo(
         f"The collection {settings.collection!r} is empty: indexing the {len(files)} sample documents of "
-        f"{services.SAMPLES_DIR} (skip with --no-samples; add yours in the app's Documents tab or with rag ingest)…",
+        f"{SAMPLES_DIR} (skip with --no-samples; add yours in the app's Documents tab or with rag ingest)…",
         err=True,
     )
-    summary = services.ingest(files, settings, progress=None, embedder=None)
+    summary = ingest_paths(files, wiring)
     typer.echo(f"  {summary.new} indexed, {len(summary.failed)} failed in {summary.seconds:.1f} s", err=True)
     for f in summary.failed:
         typer.secho(f"  not indexed: {f.path}: {f.reason}", fg=typer.colors.YELLOW, err=True)

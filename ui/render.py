@@ -4,10 +4,10 @@ Kept out of ``ui/app.py`` so they can be unit-tested without Streamlit.
 
 Example::
 
-    >>> answer_markdown("Paris is the capital [1][2]. It costs $5.")
-    'Paris is the capital :blue-badge[1]:blue-badge[2]. It costs \\\\$5.'
-    >>> cited_numbers("see [2] and [1, 3]")
-    [2, 1, 3]
+    >>> answer_markdown("Paris is the capital [1][2-3]. It costs $5.")
+    'Paris is the capital :blue-badge[1]:blue-badge[2]:blue-badge[3]. It costs \\\\$5.'
+    >>> claims_for("Paris is in France [source 2]. Rome is not.", 2)
+    'Paris is in France [source 2].'
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import html
 import re
 from pathlib import Path
 
+from rag.prompt import CITATION_RE, cited_numbers, marker_numbers
 from rag.types import Chunk
 
-_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(
@@ -28,19 +28,10 @@ _STOP = frozenset(
 )
 
 
-def cited_numbers(text: str) -> list[int]:
-    """Source numbers cited in ``text``, in order of first appearance."""
-    seen: dict[int, None] = {}
-    for group in _CITE.findall(text):
-        for n in group.split(","):
-            seen.setdefault(int(n), None)
-    return list(seen)
-
-
 def answer_markdown(text: str) -> str:
     """The answer as Streamlit markdown: ``[n]`` becomes a small badge, ``$`` does not start LaTeX."""
     text = text.replace("$", "\\$")
-    return _CITE.sub(lambda m: "".join(f":blue-badge[{n.strip()}]" for n in m.group(1).split(",")), text)
+    return CITATION_RE.sub(lambda m: "".join(f":blue-badge[{n}]" for n in marker_numbers(m)), text)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~:])")
@@ -68,7 +59,7 @@ def _words(text: str) -> set[str]:
 def claims_for(answer_text: str, n: int) -> str:
     """The sentences of the answer that cite ``[n]`` (the whole answer when none does explicitly)."""
     sentences = [s for s in _SENTENCE.split(answer_text) if s.strip()]
-    citing = [s for s in sentences if n in cited_numbers(s)]
+    citing = [s for s in sentences if n in cited_numbers(s, n)]
     return " ".join(citing) if citing else answer_text
 
 

@@ -1,8 +1,8 @@
-"""The few calls the Streamlit app makes into ``rag`` and ``ingest``: one seam, so tests can swap it.
+"""The few calls the Streamlit app makes into ``rag`` and ``ingest``, all through the composition root.
 
 ``ui/app.py`` holds display code only; everything it asks of the rest of the system goes through these functions,
-which import the heavy parts lazily (the app's first paint must not wait for torch). Tests monkeypatch them
-(``monkeypatch.setattr(services, "make_pipeline", ...)``) to drive the app with fakes at our own seams.
+which build parts with ``rag.wiring`` and import the heavy parts lazily (the app's first paint must not wait for
+torch). Tests drive the app with fakes at our seams through ``rag.wiring.overriding``, on a real index.
 
 Example::
 
@@ -14,26 +14,23 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from rag.config import EmbeddingSettings, LLMSettings, Settings
+from rag.collection import NAME as _COLLECTION
+from rag.collection import list_collections
+from rag.config import Settings
 from rag.errors import ConfigError
 from rag.types import Embedder, LLMClient
 
 if TYPE_CHECKING:  # only for annotations: importing these pulls in the heavy stack
     from ingest.pipeline import IngestProgress, IngestSummary
     from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
 RETRIEVAL_MODES = ("dense", "hybrid", "reranked")
 """What the sidebar offers; "reranked" is hybrid retrieval followed by the cross-encoder."""
-
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "docs" / "samples"
-"""The bundled sample documents (a source checkout); ``rag chat`` indexes them into an empty collection."""
-
-_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # the same rule as Settings.collection
 
 
 def ui_mode(settings: Settings) -> str:
@@ -60,70 +57,35 @@ def with_ui_choices(base: Settings, *, collection: str, k: int, mode: str, base_
 
 def collections(settings: Settings) -> list[str]:
     """Names of the collections that exist under the data dir, sorted."""
-    root = Path(settings.data_dir).expanduser() / "collections"
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and _COLLECTION.match(p.name))
+    return list_collections(settings)
 
 
-def sample_documents(folder: Path = SAMPLES_DIR) -> list[Path]:
-    """The sample files to index, as ``rag ingest`` would find them: its ``.ragignore`` keeps the README and
-    question list out (they would compete as sources). Empty when the folder is not there (an installed wheel)."""
-    if not folder.is_dir():
-        return []
-    from ingest.pipeline import discover
-    from rag.config import IngestSettings
+def sample_documents(folder: Path | None = None) -> list[Path]:
+    """The bundled sample files (``docs/samples``), found as ``rag ingest`` would find them."""
+    from ingest.samples import SAMPLES_DIR
+    from ingest.samples import sample_documents as _samples
 
-    return discover([folder], IngestSettings().include)[0]
+    return _samples(folder or SAMPLES_DIR)
 
 
-def make_embedder(settings: EmbeddingSettings) -> Embedder:
-    from rag.embedders import load_embedder
+def wiring(settings: Settings, *, embedder: Embedder | None = None, llm: LLMClient | None = None) -> Wiring:
+    from rag.wiring import Wiring
 
-    return load_embedder(settings)
-
-
-def make_llm(settings: LLMSettings) -> LLMClient:
-    """A client for the configured endpoint, starting (or reusing) the embedded server when none is set."""
-    from rag.llm import OpenAICompatibleLLM
-
-    base_url = settings.base_url
-    if base_url is None:
-        from rag.local_llm import ensure_server
-
-        base_url = ensure_server(settings)
-    return OpenAICompatibleLLM(settings, base_url)
+    return Wiring(settings, embedder=embedder, llm=llm)
 
 
-def make_pipeline(settings: Settings, *, embedder: Embedder, llm: Callable[[], LLMClient]) -> RagPipeline:
-    """The answering pipeline. ``llm`` is called only when a question is asked, so browsing starts no server."""
-    from rag.pipeline import RagPipeline
-
-    return RagPipeline(settings, embedder=embedder, llm=_LazyLLM(llm))
+def make_embedder(settings: Settings) -> Embedder:
+    return wiring(settings).embedder()
 
 
-class _LazyLLM:
-    """An ``LLMClient`` that asks ``factory`` for the real one at each use.
+def make_llm(settings: Settings) -> LLMClient:
+    """A client for the configured endpoint; the embedded server starts (or is reused) on the first question."""
+    return wiring(settings).llm()
 
-    The app's factory is a cache lookup, so this is cheap; and when the app drops a client whose server died, the
-    next question gets a fresh one (starting the embedded server again) instead of a stale connection.
-    """
 
-    def __init__(self, factory: Callable[[], LLMClient]) -> None:
-        self._factory = factory
-
-    def _get(self) -> LLMClient:
-        return self._factory()
-
-    @property
-    def model(self) -> str:
-        return self._get().model
-
-    def complete(self, messages: Sequence[Any], **kwargs: Any) -> Any:
-        return self._get().complete(messages, **kwargs)
-
-    def stream(self, messages: Sequence[Any], **kwargs: Any) -> Any:
-        return self._get().stream(messages, **kwargs)
+def make_pipeline(settings: Settings, *, embedder: Embedder, llm: LLMClient) -> RagPipeline:
+    """The answering pipeline (``CollectionNotFound`` for a collection that does not exist yet)."""
+    return wiring(settings, embedder=embedder, llm=llm).pipeline()
 
 
 def ingest(
@@ -135,19 +97,21 @@ def ingest(
 ) -> IngestSummary:
     from ingest.pipeline import ingest_paths
 
-    return ingest_paths(list(paths), settings, progress=progress, embedder=embedder)
+    return ingest_paths(list(paths), wiring(settings, embedder=embedder), progress=progress)
 
 
-def list_documents(settings: Settings) -> list[tuple[str, int]]:
+def list_documents(settings: Settings, *, embedder: Embedder | None = None) -> list[tuple[str, int]]:
     """(source, chunk count) for every indexed document; empty when the collection does not exist yet."""
-    if not settings.collection_dir.exists():
-        return []  # never create an empty collection just by looking at it
-    from ingest.pipeline import list_documents as _list
+    collection = wiring(settings, embedder=embedder).collection()
+    try:
+        return collection.documents()
+    finally:
+        collection.close()
 
-    return _list(settings)
 
-
-def delete_document(source: str, settings: Settings) -> int:
-    from ingest.pipeline import delete_document as _delete
-
-    return _delete(source, settings)
+def delete_document(source: str, settings: Settings, *, embedder: Embedder | None = None) -> int:
+    collection = wiring(settings, embedder=embedder).collection()
+    try:
+        return collection.delete_document(source)
+    finally:
+        collection.close()

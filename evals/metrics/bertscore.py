@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,10 @@ class BertScorer:
             rows = [outputs[plan[0][0]][0]]  # CLS of the first window
             for p in range(len(ids)):
                 # the window where token p has the most context on its shorter side
-                wi, s = max(
-                    plan, key=lambda ws, p=p: min(p - ws[1], ws[1] + w - 1 - p) if ws[1] <= p < ws[1] + w else -1
-                )
+                def context(ws: tuple[int, int], p: int = p) -> int:
+                    return min(p - ws[1], ws[1] + w - 1 - p) if ws[1] <= p < ws[1] + w else -1
+
+                wi, s = max(plan, key=context)
                 rows.append(outputs[wi][1 + p - s])
             rows.append(outputs[plan[-1][0]][-1])  # SEP of the last window
             result.append((np.stack(rows), [tok.cls_token_id, *ids, tok.sep_token_id]))
@@ -171,7 +172,7 @@ class BertScorer:
     def score(self, candidates: Sequence[str], references: Sequence[str]) -> list[tuple[float, float, float]]:
         """(precision, recall, F1) per pair, rescaled when configured."""
         if len(candidates) != len(references):
-            raise ValueError(f"{len(candidates)} candidates but {len(references)} references")
+            raise UsageError(f"{len(candidates)} candidates but {len(references)} references")
         if not candidates:
             return []
         _, tok = self._load()

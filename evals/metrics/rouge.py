@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from rag.errors import UsageError
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -43,10 +45,10 @@ def rouge_detailed(
     from rouge_score import rouge_scorer
 
     if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+        raise UsageError(f"{len(predictions)} predictions but {len(references)} references")
     unknown = set(types) - set(ROUGE_TYPES)
     if unknown:
-        raise ValueError(f"unknown ROUGE type(s) {sorted(unknown)}; use {ROUGE_TYPES}")
+        raise UsageError(f"unknown ROUGE type(s) {sorted(unknown)}; use {ROUGE_TYPES}")
     scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=True)
     out = []
     for pred, ref in zip(predictions, references, strict=True):

@@ -1,6 +1,6 @@
 """FAISS on disk: vectors in a FAISS index (exact ``IndexFlatIP`` or HNSW), chunks and metadata in SQLite beside it.
 
-Layout of ``settings.collection_dir / "faiss"``::
+Layout of ``<collection>/faiss/`` (the folder is decided by ``rag.collection.Collection``)::
 
     chunks.sqlite        chunk text, provenance, and each chunk's vector (the source of truth; WAL mode)
     index-<gen>.faiss    the FAISS index as of commit number <gen> (a cache that can always be rebuilt)
@@ -17,8 +17,10 @@ Why this shape:
   in-memory index is behind the committed generation reloads it before searching.
 * **Deletes on HNSW.** HNSW cannot remove vectors, so deleted ids become tombstones excluded from every search with
   an ``IDSelector``; when they pass 25% of the index, the index is rebuilt from SQLite at the next checkpoint.
-* **Filters** (``source``, ``file_type``, ``page``) run in SQLite; a small allowed set is scored exactly in numpy,
-  a large one is searched in FAISS restricted to the allowed ids.
+* **Filters** (``rag.filters``) run in SQLite; a small allowed set is scored exactly in numpy, a large one is
+  searched in FAISS restricted to the allowed ids.
+* **Every field of ``Chunk``** has a column, derived from the dataclass: a field added to ``Chunk`` (with a default)
+  is added to an existing database on open (``ALTER TABLE``), so no store code changes with the chunk's provenance.
 
 Example::
 
@@ -31,6 +33,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import sqlite3
@@ -42,9 +46,11 @@ from typing import Any
 
 import numpy as np
 
-from rag.config import Settings
+from rag.config import Settings, StoreSettings
 from rag.errors import StoreError
-from rag.types import FILTER_FIELDS, Chunk, Filters, ScoredChunk, Vector
+from rag.filters import to_sql
+from rag.stores.common import check_query, check_vectors, dedupe_batch
+from rag.types import Chunk, Filters, ScoredChunk, Vector
 
 _log = logging.getLogger(__name__)
 
@@ -70,36 +76,46 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
 CREATE INDEX IF NOT EXISTS chunks_file_type ON chunks(file_type);
 """
-_CHUNK_COLS = "id, text, source, page, start, end, content_hash, file_hash, file_type"
+_FIELDS = tuple(dataclasses.fields(Chunk))
+_CHUNK_COLS = ", ".join(f.name for f in _FIELDS)
+
+
+def _sql_type(annotation: object) -> str:
+    """The column type of a ``Chunk`` field from its annotation (a string under ``from __future__ import``)."""
+    text = str(annotation)
+    if text.startswith(("tuple", "list", "dict", "Mapping", "Sequence")):
+        return "TEXT"  # JSON
+    if text.startswith(("int", "bool")):
+        return "INTEGER"
+    if text.startswith("float"):
+        return "REAL"
+    return "TEXT"
+
+
+_JSON_FIELDS = frozenset(f.name for f in _FIELDS if str(f.type).startswith(("tuple", "list", "dict", "Mapping")))
+_BOOL_FIELDS = frozenset(f.name for f in _FIELDS if str(f.type).startswith("bool"))
+
+
+def _encode(chunk: Chunk) -> list[Any]:
+    out: list[Any] = []
+    for f in _FIELDS:
+        value = getattr(chunk, f.name)
+        out.append(json.dumps(value, ensure_ascii=False) if f.name in _JSON_FIELDS and value is not None else value)
+    return out
 
 
 def _row_to_chunk(row: Sequence[Any]) -> Chunk:
-    return Chunk(
-        id=row[0], text=row[1], source=row[2], page=row[3], start=row[4], end=row[5],
-        content_hash=row[6], file_hash=row[7], file_type=row[8],
-    )
-
-
-def _where(filters: Filters | None) -> tuple[str, list[Any]]:
-    """SQL for ``Chunk.matches`` semantics: exact match per field, a sequence means any-of."""
-    if not filters:
-        return "", []
-    clauses: list[str] = []
-    params: list[Any] = []
-    for key, wanted in filters.items():
-        if key not in FILTER_FIELDS:
-            raise ValueError(f"unknown filter field {key!r}; use one of {', '.join(FILTER_FIELDS)}")
-        if isinstance(wanted, (str, int)):
-            clauses.append(f"{key} = ?")
-            params.append(wanted)
-        else:
-            values = list(wanted)
-            if not values:
-                clauses.append("0")
-                continue
-            clauses.append(f"{key} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-    return " WHERE " + " AND ".join(clauses), params
+    values: dict[str, Any] = {}
+    for f, value in zip(_FIELDS, row, strict=True):
+        if value is None and f.default is not dataclasses.MISSING:
+            value = f.default  # a column added after this row was written
+        elif f.name in _JSON_FIELDS and isinstance(value, str):
+            loaded = json.loads(value)
+            value = tuple(loaded) if str(f.type).startswith("tuple") else loaded
+        elif f.name in _BOOL_FIELDS and value is not None:
+            value = bool(value)
+        values[f.name] = value
+    return Chunk(**values)
 
 
 class FaissStore:
@@ -114,7 +130,7 @@ class FaissStore:
         index_kind: str = "flat",
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 200,
-        hnsw_ef_search: int = 128,
+        hnsw_ef_search: int = StoreSettings().hnsw_ef_search,
         use_gpu: str = "auto",
         checkpoint_s: float = 60.0,
         lock_timeout_s: float = 10.0,
@@ -145,6 +161,7 @@ class FaissStore:
             self._db.execute("PRAGMA journal_mode=WAL")  # readers see the last commit while a writer writes
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._add_new_columns()
             self._check_meta()
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the FAISS store in {self.directory}: {e}; is the directory writable?") from e
@@ -152,6 +169,13 @@ class FaissStore:
             raise StoreError(f"cannot create the FAISS store in {self.directory}: {e}") from e
 
     # ------------------------------------------------------------------------------------------------ metadata
+    def _add_new_columns(self) -> None:
+        """Columns for ``Chunk`` fields this database predates (their rows read back as the field's default)."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
+        for f in _FIELDS:
+            if f.name not in have:
+                self._db.execute(f"ALTER TABLE chunks ADD COLUMN {f.name} {_sql_type(f.type)}")
+
     def _meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
@@ -346,14 +370,11 @@ class FaissStore:
     # ---------------------------------------------------------------------------------------------- VectorStore
     def upsert(self, chunks: Sequence[Chunk], vectors: Vector) -> None:
         """Insert chunks (replacing any with the same id) with their vectors, in one committed transaction."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(chunks) or (len(chunks) and vectors.shape[1] != self.dim):
-            raise StoreError(
-                f"upsert got {len(chunks)} chunks and vectors of shape {vectors.shape}; expected ({len(chunks)}, "
-                f"{self.dim}) for this collection"
-            )
-        if not chunks:
+        normed = check_vectors(chunks, vectors, self.dim)  # the shape checked, rows L2-normalised
+        if not len(chunks):
             return
+        chunks, normed = dedupe_batch(chunks, normed)
+        vectors = np.ascontiguousarray(normed, dtype=np.float32)
         with self._mutex:
             self._acquire_writer()
             self._ensure_index()
@@ -369,9 +390,8 @@ class FaissStore:
                 new_ids = np.empty(len(chunks), dtype=np.int64)
                 for i, (c, v) in enumerate(zip(chunks, vectors, strict=True)):
                     cur = self._db.execute(
-                        f"INSERT INTO chunks ({_CHUNK_COLS}, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (c.id, c.text, c.source, c.page, c.start, c.end, c.content_hash, c.file_hash, c.file_type,
-                         v.tobytes()),
+                        f"INSERT INTO chunks ({_CHUNK_COLS}, vector) VALUES ({', '.join('?' * (len(_FIELDS) + 1))})",
+                        (*_encode(c), v.tobytes()),
                     )
                     new_ids[i] = int(cur.lastrowid or 0)
                 generation = self._bump_generation()
@@ -413,14 +433,12 @@ class FaissStore:
             self.checkpoint()
 
     def search(self, vector: Vector, k: int, filters: Filters | None = None) -> list[ScoredChunk]:
-        query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
-        if query.shape[1] != self.dim:
-            raise StoreError(f"query vector has {query.shape[1]} dimensions; this collection holds {self.dim}")
+        query = np.ascontiguousarray(check_query(vector, self.dim).reshape(1, -1))
         if k <= 0:
             return []
         with self._mutex:
             self._ensure_index()
-            where, params = _where(filters)
+            where, params = to_sql(filters)
             if where:
                 allowed = np.fromiter(
                     (r[0] for r in self._db.execute(f"SELECT vid FROM chunks{where}", params)), dtype=np.int64
@@ -497,7 +515,7 @@ class FaissStore:
 
     def chunks(self, filters: Filters | None = None) -> Iterator[Chunk]:
         """Every chunk (optionally filtered) in insertion order, read in one snapshot with a separate connection."""
-        where, params = _where(filters)
+        where, params = to_sql(filters)
         db = sqlite3.connect(self.directory / "chunks.sqlite", timeout=30.0, isolation_level=None)
         try:
             db.execute("BEGIN")
@@ -531,11 +549,11 @@ class FaissStore:
         self.close()
 
 
-def open_faiss_store(settings: Settings, dim: int, embedding_model: str) -> FaissStore:
+def open_faiss_store(settings: Settings, directory: Path, dim: int, embedding_model: str) -> FaissStore:
     """The builder registered in ``rag.stores.STORES["faiss"]``."""
     s = settings.store
     return FaissStore(
-        settings.collection_dir / "faiss",
+        directory,
         dim,
         embedding_model,
         index_kind=s.faiss_index,

@@ -8,9 +8,8 @@ RAM and is written to ``<collection_dir>/memory/`` (``vectors.npy`` + ``chunks.j
 Example::
 
     >>> import numpy as np
-    >>> from rag.config import Settings
     >>> from rag.types import Chunk
-    >>> store = open_memory_store(Settings(data_dir="/tmp/rag-doc"), dim=2, embedding_model="toy")
+    >>> store = MemoryStore(None, dim=2, embedding_model="toy")
     >>> c = Chunk(id="a", text="hi", source="/x.md", page=None, start=0, end=2, content_hash="h",
     ...           file_hash="f", file_type="md")
     >>> store.upsert([c], np.array([[1.0, 0.0]], dtype=np.float32))
@@ -32,69 +31,9 @@ import numpy as np
 
 from rag.config import Settings
 from rag.errors import StoreError
+from rag.filters import matches, normalize
+from rag.stores.common import check_meta, check_query, check_vectors, dedupe_batch, write_meta
 from rag.types import Chunk, Filters, ScoredChunk, Vector
-
-_FORMAT = 1
-
-
-def check_vectors(chunks: Sequence[Chunk], vectors: Vector, dim: int) -> np.ndarray:
-    """Validate an upsert batch and return the vectors as a float32 (n, dim) array, L2-normalised.
-
-    Normalising here gives every store the same cosine semantics even when a caller forgets to normalise.
-    """
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[0] != len(chunks):
-        raise StoreError(f"upsert needs one vector per chunk: {len(chunks)} chunks, vectors of shape {arr.shape}")
-    if arr.shape[1] != dim:
-        raise StoreError(
-            f"vectors have dimension {arr.shape[1]} but this collection holds {dim}-d vectors: "
-            "embed with the collection's model, or ingest into a new collection"
-        )
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return arr / np.where(norms == 0, 1.0, norms)
-
-
-def check_query(vector: Vector, dim: int) -> np.ndarray:
-    """A 1-D float32 query of the right dimension, L2-normalised."""
-    q = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if q.shape[0] != dim:
-        raise StoreError(f"query vector has dimension {q.shape[0]} but this collection holds {dim}-d vectors")
-    n = float(np.linalg.norm(q))
-    return q / n if n else q
-
-
-def dedupe_batch(chunks: Sequence[Chunk], vectors: np.ndarray) -> tuple[list[Chunk], np.ndarray]:
-    """Keep the last occurrence of each chunk id in one batch (what an upsert of them one by one would leave)."""
-    last = {c.id: i for i, c in enumerate(chunks)}
-    if len(last) == len(chunks):
-        return list(chunks), vectors
-    keep = sorted(last.values())
-    return [chunks[i] for i in keep], vectors[keep]
-
-
-def check_meta(path: Path, backend: str, dim: int, embedding_model: str) -> None:
-    """Compare the sidecar written when the collection was created with what the caller embeds with.
-
-    Raises ``StoreError`` on a model or dimension mismatch: mixing vectors of two models gives silent garbage.
-    """
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreError(f"cannot read store metadata {path}: {e}; delete the collection folder and re-ingest") from e
-    if meta.get("embedding_model") != embedding_model or int(meta.get("dim", -1)) != dim:
-        raise StoreError(
-            f"the {backend} collection at {path.parent} was built with embedding model "
-            f"{meta.get('embedding_model')!r} (dim {meta.get('dim')}), not {embedding_model!r} (dim {dim}): "
-            "use the same embedding model, pick another collection (RAG_COLLECTION), or delete it and re-ingest"
-        )
-
-
-def write_meta(path: Path, backend: str, dim: int, embedding_model: str) -> None:
-    """Write the sidecar atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"backend": backend, "embedding_model": embedding_model, "dim": dim, "format": _FORMAT}))
-    os.replace(tmp, path)
 
 
 class MemoryStore:
@@ -150,10 +89,11 @@ class MemoryStore:
 
     def search(self, vector: Vector, k: int, filters: Filters | None = None) -> list[ScoredChunk]:
         q = check_query(vector, self.dim)
+        norm = normalize(filters)
         with self._lock:
             chunks, matrix = self._chunks, self._vectors
-            if filters:
-                rows = np.fromiter((i for i, c in enumerate(chunks) if c.matches(filters)), dtype=np.int64)
+            if norm:
+                rows = np.fromiter((i for i, c in enumerate(chunks) if matches(c, norm)), dtype=np.int64)
             else:
                 rows = np.arange(len(chunks))
             if k <= 0 or rows.size == 0:
@@ -181,7 +121,8 @@ class MemoryStore:
     def chunks(self, filters: Filters | None = None) -> Iterator[Chunk]:
         with self._lock:
             snapshot = list(self._chunks)
-        return (c for c in snapshot if c.matches(filters))
+        norm = normalize(filters)
+        return (c for c in snapshot if matches(c, norm))
 
     def sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -215,6 +156,6 @@ class MemoryStore:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def open_memory_store(settings: Settings, dim: int, embedding_model: str) -> MemoryStore:
-    """Open the collection's memory store, loading ``<collection_dir>/memory/`` when it exists."""
-    return MemoryStore(settings.collection_dir / "memory", dim, embedding_model)
+def open_memory_store(settings: Settings, directory: Path, dim: int, embedding_model: str) -> MemoryStore:
+    """Open the collection's memory store, loading ``directory`` (``<collection>/memory/``) when it exists."""
+    return MemoryStore(directory, dim, embedding_model)

@@ -1,9 +1,9 @@
 """Qdrant behind the ``VectorStore`` protocol, in three deployments chosen by ``settings.store.qdrant_mode``.
 
 - ``"embedded"`` (the default) and ``"edge"``: the Qdrant engine itself, in-process, through ``qdrant-edge-py``
-  (Rust HNSW, payload indexes, WAL), stored under ``<collection_dir>/qdrant_edge/``. It measured ~100x faster than
+  (Rust HNSW, payload indexes, WAL), stored under ``<collection>/qdrant_edge/``. It measured ~100x faster than
   qdrant-client's local mode at equal recall (docs/benchmarks.md), so "embedded" means this engine.
-- ``"local"``: ``qdrant-client``'s local mode (``QdrantClient(path=...)``) under ``<collection_dir>/qdrant_local/``:
+- ``"local"``: ``qdrant-client``'s local mode (``QdrantClient(path=...)``) under ``<collection>/qdrant_local/``:
   a pure-Python exact scan, fine for a few thousand chunks and for trying the client API without a server.
 - ``"server"``: a Qdrant server or cluster at ``settings.store.qdrant_url`` (optional ``qdrant_api_key``); the
   collection is created with ``shard_number`` and ``replication_factor`` from the settings.
@@ -22,7 +22,7 @@ Example::
 
     >>> from rag.config import Settings
     >>> settings = Settings(store={"backend": "qdrant", "qdrant_mode": "embedded"})
-    >>> store = open_qdrant_store(settings, dim=384, embedding_model="all-MiniLM-L6-v2")  # doctest: +SKIP
+    >>> store = open_qdrant_store(settings, Path(tmp), dim=384, embedding_model="all-MiniLM-L6-v2")  # doctest: +SKIP
     >>> store.search(query_vector, k=5, filters={"file_type": "pdf"})  # doctest: +SKIP
 """
 
@@ -38,8 +38,9 @@ from typing import Any
 
 from rag.config import Settings
 from rag.errors import ConfigError, StoreError
-from rag.stores.memory_store import check_meta, check_query, check_vectors, dedupe_batch, write_meta
-from rag.types import FILTER_FIELDS, Chunk, Filters, ScoredChunk, Vector
+from rag.filters import to_qdrant
+from rag.stores.common import check_meta, check_query, check_vectors, dedupe_batch, write_meta
+from rag.types import Chunk, Filters, ScoredChunk, Vector
 
 _ID_NAMESPACE = uuid.UUID("6f1c1f0e-3a7e-5b8e-9c41-52a1d0e6a7b3")
 _SCROLL_PAGE = 1024
@@ -67,23 +68,8 @@ def _chunk(payload: dict[str, Any] | None) -> Chunk:
     return Chunk(**fields)
 
 
-def _filter(filters: Filters | None, m: Any) -> Any:
-    """``Filters`` -> a Qdrant ``Filter`` built from the classes of module ``m`` (qdrant_client.models or qdrant_edge).
-
-    Exact match per field, any-of for a sequence; all fields must match (the semantics of ``Chunk.matches``).
-    """
-    if not filters:
-        return None
-    must = []
-    for key, wanted in filters.items():
-        if key not in FILTER_FIELDS:
-            raise ValueError(f"unknown filter field {key!r}; use one of {', '.join(FILTER_FIELDS)}")
-        if isinstance(wanted, (str, int)):
-            match = m.MatchValue(value=wanted)
-        else:
-            match = m.MatchAny(any=list(wanted))
-        must.append(m.FieldCondition(key=key, match=match))
-    return m.Filter(must=must)
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 class QdrantEdgeStore:
@@ -166,7 +152,7 @@ class QdrantEdgeStore:
         request = qe.QueryRequest(
             limit=k,
             query=qe.Query.Nearest(q.tolist()),
-            filter=_filter(filters, qe),
+            filter=to_qdrant(filters, qe),
             with_payload=True,
             params=qe.SearchParams(hnsw_ef=max(self._ef, k)),
         )
@@ -174,7 +160,7 @@ class QdrantEdgeStore:
 
     def delete_source(self, source: str) -> int:
         qe = self._qe
-        flt = _filter({"source": source}, qe)
+        flt = to_qdrant({"source": source}, qe)
         with self._lock:
             n = self._engine.count(qe.CountRequest(exact=True, filter=flt))
             if n:
@@ -187,7 +173,7 @@ class QdrantEdgeStore:
 
     def chunks(self, filters: Filters | None = None) -> Iterator[Chunk]:
         qe = self._qe
-        flt = _filter(filters, qe)
+        flt = to_qdrant(filters, qe)
         offset = None
         while True:
             records, offset = self._engine.scroll(
@@ -265,7 +251,7 @@ class QdrantClientStore:
                 self._client = QdrantClient(path=str(path), force_disable_check_same_thread=True)
             else:
                 self._client = QdrantClient(
-                    url=settings.store.qdrant_url, api_key=settings.store.qdrant_api_key, timeout=60
+                    url=settings.store.qdrant_url, api_key=_secret(settings.store.qdrant_api_key), timeout=60
                 )
         except RuntimeError as e:
             if "already accessed" in str(e):
@@ -350,7 +336,7 @@ class QdrantClientStore:
                 self.collection,
                 query=q.tolist(),
                 limit=k,
-                query_filter=_filter(filters, m),
+                query_filter=to_qdrant(filters, m),
                 with_payload=True,
                 search_params=None if self._local else m.SearchParams(hnsw_ef=max(self._ef, k)),
             )
@@ -358,7 +344,7 @@ class QdrantClientStore:
 
     def delete_source(self, source: str) -> int:
         m = self._m
-        flt = _filter({"source": source}, m)
+        flt = to_qdrant({"source": source}, m)
         with self._lock:
             n = self._client.count(self.collection, count_filter=flt, exact=True).count
             if n:
@@ -370,7 +356,7 @@ class QdrantClientStore:
             return int(self._client.count(self.collection, exact=True).count)
 
     def chunks(self, filters: Filters | None = None) -> Iterator[Chunk]:
-        flt = _filter(filters, self._m)
+        flt = to_qdrant(filters, self._m)
         offset = None
         while True:
             with self._lock:
@@ -397,7 +383,7 @@ class QdrantClientStore:
 QdrantStore = QdrantEdgeStore | QdrantClientStore
 
 
-def open_qdrant_store(settings: Settings, dim: int, embedding_model: str) -> QdrantStore:
+def open_qdrant_store(settings: Settings, directory: Path, dim: int, embedding_model: str) -> QdrantStore:
     """Open (or create) the collection in the configured Qdrant mode; see the module docstring.
 
     Raises ``StoreError`` when the collection holds another model's vectors, when its folder is locked by another
@@ -405,9 +391,9 @@ def open_qdrant_store(settings: Settings, dim: int, embedding_model: str) -> Qdr
     """
     mode = settings.store.qdrant_mode
     if mode in ("embedded", "edge"):
-        return QdrantEdgeStore(settings.collection_dir / "qdrant_edge", dim, embedding_model, settings)
+        return QdrantEdgeStore(directory, dim, embedding_model, settings)
     if mode == "local":
-        return QdrantClientStore(settings, dim, embedding_model, path=settings.collection_dir / "qdrant_local")
+        return QdrantClientStore(settings, dim, embedding_model, path=directory)
     if mode == "server":
         if not settings.store.qdrant_url:
             raise ConfigError(

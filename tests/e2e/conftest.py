@@ -1,45 +1,16 @@
-"""The real parts for end-to-end tests: llama.cpp's OpenAI-compatible server with the packaged model (one per
-session, always stopped), and a small collection of documents the tests write, ingested with the real MiniLM."""
+"""The real parts for end-to-end tests: the session's llama.cpp server with the packaged model (``llm_server`` in
+``tests/conftest.py``), and a small collection of documents the tests write, ingested with the real MiniLM."""
 
 from __future__ import annotations
 
-import socket
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rag.config import LLMSettings, Settings
+from rag.config import Settings
 
 LLM_MAX_TOKENS = 64  # short answers keep the e2e suite within a few minutes on 2 cores
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real llama.cpp server on 127.0.0.1 running the packaged Qwen2.5 0.5B GGUF."""
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
-    from rag.errors import ConfigError
-    from rag.local_llm import model_path, start_server
-
-    settings = LLMSettings(local_port=_free_port())
-    models = tmp_path_factory.mktemp("models")
-    try:
-        model_path(settings, models)
-    except ConfigError as e:
-        pytest.skip(f"the packaged model is not installed: {e}")
-    server = start_server(settings, models_dir=models, log_path=models / "server.log")
-    try:
-        yield server.url
-    finally:
-        server.stop()
-        assert server.process.poll() is not None, "the test server must not outlive the tests"
 
 
 def _write_pdf(path: Path, pages: list[str]) -> None:
@@ -102,6 +73,6 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, llm_s
 
 @pytest.fixture(scope="session")
 def e2e_pipeline(e2e_settings: Settings):  # type: ignore[no-untyped-def]
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
-    return RagPipeline(e2e_settings)
+    return Wiring(e2e_settings).pipeline()

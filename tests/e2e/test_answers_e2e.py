@@ -75,7 +75,7 @@ def test_rag_ask_json_against_the_real_server(e2e_settings: Settings, monkeypatc
 
 def test_server_down_gives_a_clear_error(e2e_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.cli import app
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +83,7 @@ def test_server_down_gives_a_clear_error(e2e_settings: Settings, monkeypatch: py
     down = e2e_settings.model_copy(update={"llm": e2e_settings.llm.model_copy(update={"base_url": dead,
                                                                                         "max_retries": 1})})
     with pytest.raises(LLMError, match=rf"cannot reach LLM at {re.escape(dead)}: is the vLLM server up\?"):
-        RagPipeline(down).answer("At what temperature does zorbium boil?")
+        Wiring(down).pipeline().answer("At what temperature does zorbium boil?")
     # and the command turns it into one red line, exit code 1, no traceback
     monkeypatch.setenv("RAG_DATA_DIR", str(e2e_settings.data_dir))
     monkeypatch.setenv("RAG_LLM__BASE_URL", dead)

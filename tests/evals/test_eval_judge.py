@@ -8,6 +8,7 @@ import math
 import pytest
 
 from evals.judge import GEvalJudge, JudgeConfig, parse_score, score_from_logprobs, score_position
+from rag.errors import UsageError
 from rag.types import TokenLogprob
 
 FIELDS = {"question": "Who wrote it?", "answer": "Ada wrote it [1].", "sources": "[1] Ada wrote it."}
@@ -89,7 +90,7 @@ def test_parse_score(text, score):
 
 
 def test_missing_fields_and_unknown_criteria_are_errors(fakes):
-    with pytest.raises(ValueError, match="unknown judge criteria"):
+    with pytest.raises(UsageError, match="unknown judge criteria"):
         GEvalJudge(fakes.JudgeLLM(), JudgeConfig(criteria=("helpfulness",)))
-    with pytest.raises(ValueError, match="needs"):
+    with pytest.raises(UsageError, match="needs"):
         GEvalJudge(fakes.JudgeLLM()).judge("correctness", question="q", answer="a")

@@ -7,26 +7,18 @@ import math
 import pytest
 
 from evals.judge import GEvalJudge, JudgeConfig, score_from_logprobs, score_position
-from rag.config import LLMSettings, default_data_dir
+from rag.config import LLMSettings
 from rag.types import Message
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def llm():
-    pytest.importorskip("llama_cpp")
-    import socket
-
+def llm(llm_server):  # type: ignore[no-untyped-def]
+    """A client of the session's embedded LLM server (``tests/conftest.py``)."""
     from rag.llm import OpenAICompatibleLLM
-    from rag.local_llm import start_server
 
-    with socket.socket() as s:  # our own server on a free port: a busy shared one would slow or confuse the test
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = LLMSettings(local_port=port, local_threads=2, timeout_s=600)
-    with start_server(settings, models_dir=default_data_dir() / "models") as server:
-        yield OpenAICompatibleLLM(settings, server.url)
+    return OpenAICompatibleLLM(LLMSettings(timeout_s=600), llm_server)
 
 
 def test_real_server_logprobs_give_a_weighted_score(llm, tmp_path):

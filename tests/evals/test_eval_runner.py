@@ -13,7 +13,8 @@ from evals.runner import EvalOptions, run_eval
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.pipeline import RagPipeline
-from rag.stores.memory_store import MemoryStore
+from rag.wiring import Wiring, overriding
+from tests.fakes import index_chunks
 
 DOCS = [
     ("/docs/paris.pdf", 1, "Paris is the capital of France. It lies on the Seine river."),
@@ -42,12 +43,11 @@ def gold(tmp_path: Path) -> Path:
 
 
 def make_pipeline(fakes, fake_embedder, *, k: int = 3, broken: bool = False) -> RagPipeline:
-    store = MemoryStore(None, dim=fake_embedder.dim, embedding_model=fake_embedder.name)
-    chunks = [fakes.chunk(src, text, page, i) for i, (src, page, text) in enumerate(DOCS)]
-    store.upsert(chunks, fake_embedder.embed_documents([c.text for c in chunks]))
-    settings = Settings(retrieval={"mode": "dense", "k": k})
+    """The real pipeline over a real (memory-backend) collection in this test's data dir, with fakes at the seams."""
+    settings = Settings(store={"backend": "memory"}, retrieval={"mode": "dense", "k": k})
+    index_chunks(settings, fake_embedder, [fakes.chunk(src, text, page, i) for i, (src, page, text) in enumerate(DOCS)])
     llm = fakes.AnsweringLLM([t for _, _, t in DOCS], broken=broken)
-    return RagPipeline(settings, embedder=fake_embedder, store=store, llm=llm)
+    return Wiring(settings, embedder=fake_embedder, llm=llm).pipeline()
 
 
 def options(**kw) -> EvalOptions:
@@ -114,22 +114,30 @@ def test_unknown_threshold_metric_fails_before_answering(fakes, fake_embedder, g
 
 
 def test_cli_exit_codes_and_one_line_reasons(fakes, fake_embedder, gold, tmp_path, monkeypatch):
-    import evals.cli
     from rag.cli import app
 
-    (tmp_path / "rag-data" / "collections" / "default").mkdir(parents=True)  # "an index exists"
-    monkeypatch.setattr(evals.cli, "_pipeline", lambda s: make_pipeline(fakes, fake_embedder, k=1, broken=True))
+    make_pipeline(fakes, fake_embedder)  # the index the command answers from
+    for name, value in {"STORE__BACKEND": "memory", "RETRIEVAL__K": "1", "RETRIEVAL__MODE": "dense"}.items():
+        monkeypatch.setenv(f"RAG_{name}", value)
+    broken = fakes.AnsweringLLM([t for _, _, t in DOCS], broken=True)
     runner = CliRunner()
     args = ["eval", str(gold), "--out", str(tmp_path / "cli"), "--metrics", "retrieval,refusal,rouge",
             "--no-progress"]  # fmt: skip
-    r = runner.invoke(app, [*args, "--fail-under", "rougeL=0.5", "--fail-under", "hit@1=0.1"])
-    assert r.exit_code == 1, r.output
-    assert "FAIL rougeL = " in r.output and "FAIL hit@1" not in r.output
-    assert (tmp_path / "cli" / "report.html").exists()
-    r = runner.invoke(app, [*args, "--fail-under", "hit@1=0.1"])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, [*args, "--fail-under", "rougeL"])
-    assert r.exit_code == 2 and "METRIC=VALUE" in r.output
+    with overriding(embedder=fake_embedder, llm=broken):
+        r = runner.invoke(app, [*args, "--fail-under", "rougeL=0.5", "--fail-under", "hit@1=0.1"])
+        assert r.exit_code == 1, r.output
+        assert "FAIL rougeL = " in r.output and "FAIL hit@1" not in r.output
+        assert (tmp_path / "cli" / "report.html").exists()
+        r = runner.invoke(app, [*args, "--fail-under", "hit@1=0.1"])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, [*args, "--fail-under", "rougeL"])
+        assert r.exit_code == 2 and "METRIC=VALUE" in r.output
+        r = runner.invoke(app, [*args, "--metrics", "rouge,magic"])
+        assert r.exit_code == 2 and "unknown metric group(s) magic" in r.output
+        r = runner.invoke(app, [*args, "--metrics", "judge", "--judge-criterion", "helpfulness"])
+        assert r.exit_code == 2 and "unknown judge criteria" in r.output and "Traceback" not in r.output
+        r = runner.invoke(app, [*args, "--collection", "nosuch"])
+        assert r.exit_code == 2 and "no collection 'nosuch'" in r.output
 
 
 def test_a_failed_judgment_is_recorded_not_fatal(fakes, fake_embedder, gold, tmp_path):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from ingest import pipeline
-from ingest.pipeline import delete_document, ingest_paths, list_documents
+from ingest.pipeline import ingest_paths
+from rag.collection import Collection
 from rag.config import Settings
-from rag.errors import IngestError, StoreError
-from rag.stores import open_store
+from rag.errors import StoreError, UsageError
+from rag.wiring import Wiring
 
 
 class FailingEmbedder:
@@ -36,7 +37,12 @@ class FailingEmbedder:
 
 
 def _store(settings: Settings, emb: Any) -> Any:
-    return open_store(settings, emb.dim, emb.name)
+    """The collection's store, opened through the composition root (close it when done)."""
+    return Wiring(settings, embedder=emb).collection().store
+
+
+def _collection(settings: Settings, emb: Any) -> Collection:
+    return Wiring(settings, embedder=emb).collection()
 
 
 def test_mixed_folder_twice_second_run_adds_nothing(mixed_folder: Path, fake_embedder: Any) -> None:
@@ -63,7 +69,7 @@ def test_mixed_folder_twice_second_run_adds_nothing(mixed_folder: Path, fake_emb
         assert pdf_hits[0].chunk.page == 3
     finally:
         store.close()
-    assert (settings.collection_dir / "bm25").exists()
+    assert _collection(settings, fake_embedder).bm25_dir.exists()
 
 
 def test_touched_but_identical_file_is_unchanged(mixed_folder: Path, fake_embedder: Any) -> None:
@@ -109,11 +115,8 @@ def test_prune_removes_vanished_files(mixed_folder: Path, fake_embedder: Any) ->
 
 
 def list_documents_with(settings: Settings, emb: Any) -> list[tuple[str, int]]:
-    store = _store(settings, emb)
-    try:
-        return sorted(store.sources().items())
-    finally:
-        store.close()
+    with _collection(settings, emb) as collection:
+        return collection.documents()
 
 
 @pytest.mark.parametrize("error", [RuntimeError("simulated crash"), KeyboardInterrupt()], ids=["crash", "ctrl-c"])
@@ -227,7 +230,7 @@ def test_large_text_file_is_streamed(tmp_path: Path, fake_embedder: Any, monkeyp
 
 
 def test_missing_path_is_an_error(fake_embedder: Any) -> None:
-    with pytest.raises(IngestError, match="path not found"):
+    with pytest.raises(UsageError, match="path not found"):
         ingest_paths(["/no/such/folder"], Settings(), embedder=fake_embedder)
 
 
@@ -242,15 +245,20 @@ def test_other_embedding_model_is_refused(mixed_folder: Path, fake_embedder: Any
         ingest_paths([mixed_folder], Settings(), embedder=Other())
 
 
-def test_delete_and_list_documents(mixed_folder: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_delete_and_list_documents(mixed_folder: Path, fake_embedder: Any) -> None:
     settings = Settings()
     ingest_paths([mixed_folder], settings, embedder=fake_embedder)
-    monkeypatch.setattr("rag.embedders.load_embedder", lambda _s: fake_embedder)
-    docs = dict(list_documents(settings))
+    docs = dict(list_documents_with(settings, fake_embedder))
     md = str(mixed_folder / "notes.md")
     assert len(docs) == 4 and docs[md] >= 1
-    assert delete_document(md, settings) == docs[md]
-    assert md not in dict(list_documents(settings))
+    with _collection(settings, fake_embedder) as collection:
+        assert collection.delete_document(md) == docs[md]
+        assert md not in dict(collection.documents())
+        assert not any(c.source == md for c in collection.store.chunks())
+    from rag.lexical import BM25Index
+
+    bm25 = BM25Index.load(_collection(settings, fake_embedder).bm25_dir)
+    assert not any(c.source == md for c in bm25.chunks)  # the keyword index forgot it too
     again = ingest_paths([mixed_folder], settings, embedder=fake_embedder)
     assert again.new == 1  # the manifest forgot it too, so it comes back
 
@@ -288,12 +296,11 @@ def test_bm25_is_rebuilt_after_a_run_that_died_before_building_it(
     def die(*_a: Any) -> None:
         raise KeyboardInterrupt
 
-    real_build = pipeline._build_bm25
-    monkeypatch.setattr(pipeline, "_build_bm25", die)
-    with pytest.raises(KeyboardInterrupt):
-        ingest_paths([mixed_folder], settings, embedder=fake_embedder)  # glaciers.txt committed, BM25 not rebuilt
-    monkeypatch.setattr(pipeline, "_build_bm25", real_build)
-    bm25 = settings.collection_dir / "bm25"
+    with monkeypatch.context() as m:
+        m.setattr(Collection, "rebuild_bm25", die)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_paths([mixed_folder], settings, embedder=fake_embedder)  # glaciers.txt committed, BM25 not rebuilt
+    bm25 = _collection(settings, fake_embedder).bm25_dir
     assert not BM25Index.load(bm25).search("glaciers fjords Norway", k=1, filters={"file_type": "txt"}) or \
         not BM25Index.load(bm25).search("glaciers fjords Norway", k=1)[0].chunk.source.endswith("glaciers.txt")
     again = ingest_paths([mixed_folder], settings, embedder=fake_embedder)

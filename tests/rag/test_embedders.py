@@ -11,9 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag.config import EmbeddingSettings
+from rag.config import EmbeddingSettings, Settings
 from rag.embedders import OpenAIEmbedder, SentenceTransformerEmbedder, load_embedder, resolve_model_path
 from rag.errors import ConfigError, RagError
+from rag.wiring import Wiring
+
+
+def built(cache: Path | None = None, **embedding: Any) -> Any:
+    """The embedder the product builds for these settings (``rag.wiring``), its ONNX exports under ``cache``."""
+    extra = {"cache_dir": cache} if cache else {}
+    return Wiring(Settings(embedding=embedding, **extra)).embedder()
 
 
 @pytest.fixture(scope="module")
@@ -112,37 +119,31 @@ def test_openai_embedder_against_a_real_http_server() -> None:
         OpenAIEmbedder("bge", f"http://127.0.0.1:{server.server_port}/v1", timeout_s=1).embed_query("x")
 
 
-def test_openai_backend_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+def test_openai_backend_needs_a_url() -> None:
     with pytest.raises(ConfigError, match="RAG_EMBEDDING__BASE_URL"):
         load_embedder(EmbeddingSettings(backend="openai"))
 
 
-def test_onnx_runtimes_match_torch(minilm: SentenceTransformerEmbedder, artifacts_dir: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_runtimes_match_torch(minilm: SentenceTransformerEmbedder, tmp_path: Path) -> None:
     """The optional ONNX runtimes embed like the sentence-transformers reference (the export is cached)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    monkeypatch.setenv("RAG_ONNX_CACHE", str(artifacts_dir / "onnx-cache"))
     texts = ["The cat sat on the mat.", "Stock markets fell sharply on Monday.", "A kitten is resting on a rug.",
              "LaTeX typesets mathematics; \\section starts a new section. " * 20]
     ref = minilm.embed_documents(texts)
-    fp32 = load_embedder(EmbeddingSettings(runtime="onnx"))
-    int8 = load_embedder(EmbeddingSettings(runtime="onnx-int8"))
+    fp32 = built(tmp_path / "cache", runtime="onnx")
+    int8 = built(tmp_path / "cache", runtime="onnx-int8")
     a, b = fp32.embed_documents(texts), int8.embed_documents(texts)
     assert a.shape == b.shape == (4, 384) and fp32.name == int8.name == minilm.name
     assert float((a * ref).sum(axis=1).min()) > 0.9999
     assert float((b * ref).sum(axis=1).min()) > 0.97
     q = int8.embed_query("Where is the cat?")
     assert float(b[0] @ q) > float(b[1] @ q)
-    assert list((artifacts_dir / "onnx-cache").glob("*/model-int8.onnx"))
+    assert list((tmp_path / "cache" / "onnx").glob("*/model-int8.onnx"))  # under Settings.onnx_cache_path
 
 
-def test_auto_runtime_uses_onnx_on_cpu_with_the_same_vectors(minilm: SentenceTransformerEmbedder,
-                                                              artifacts_dir: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAG_ONNX_CACHE", str(artifacts_dir / "onnx-cache"))
-    auto = load_embedder(EmbeddingSettings(device="cpu"))  # the default runtime is "auto"
+def test_auto_runtime_uses_onnx_on_cpu_with_the_same_vectors(minilm: SentenceTransformerEmbedder) -> None:
+    auto = built(device="cpu")  # the default runtime is "auto"; the export lands in the session's cache dir
     assert isinstance(auto, SentenceTransformerEmbedder) and auto.runtime == "auto"
     texts = ["The cat sat on the mat.", "Stock markets fell sharply on Monday."]
     vectors = auto.embed_documents(texts)
@@ -158,7 +159,7 @@ def test_auto_runtime_falls_back_to_torch_when_onnx_cannot_serve(minilm: Sentenc
         raise ConfigError("runtime 'onnx' runs Transformer+Pooling models")
 
     monkeypatch.setattr(embedders, "_OnnxRunner", refuse)
-    auto = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu", runtime="auto")
+    auto = built(device="cpu")
     vectors = auto.embed_documents(["The cat sat on the mat."])
     assert auto.runtime == "torch"
     assert float(vectors[0] @ minilm.embed_documents(["The cat sat on the mat."])[0]) > 0.9999

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.errors import StoreError
-from rag.stores import open_store
+from rag.errors import StoreError, UsageError
+from rag.filters import matches
 from rag.stores.faiss_store import FaissStore
 from rag.types import Chunk
+from tests.fakes import store_for
 
 DIM = 16
 
@@ -103,12 +104,12 @@ def test_filters_match_chunk_semantics(tmp_path: Path, kind: str) -> None:
         for filters in ({"file_type": "pdf"}, {"source": ["/b.txt", "/c.md"]}, {"page": 2},
                         {"file_type": "pdf", "page": [1, 3]}):
             hits = store.search(q, k=7, filters=filters)
-            expected = sorted((c for c, v in zip(chunks, vecs, strict=True) if c.matches(filters)),
+            expected = sorted((c for c, v in zip(chunks, vecs, strict=True) if matches(c, filters)),
                               key=lambda c: -float(vecs[chunks.index(c)] @ q))[:7]
             assert [h.chunk.id for h in hits] == [c.id for c in expected]
         assert store.search(q, k=3, filters={"source": "/nope"}) == []
         assert {c.source for c in store.chunks({"file_type": "md"})} == {"/c.md"}
-        with pytest.raises(ValueError, match="unknown filter field"):
+        with pytest.raises(UsageError, match="unknown filter field"):
             store.search(q, k=3, filters={"author": "x"})
 
 
@@ -158,11 +159,11 @@ def test_switching_index_kind_needs_no_reembedding(tmp_path: Path) -> None:
 
 def test_other_model_or_dim_is_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    open_store(settings, DIM, "model-x").close()
+    store_for(settings, DIM, "model-x").close()
     with pytest.raises(StoreError, match="built with embedding model 'model-x'"):
-        open_store(settings, DIM, "model-y")
+        store_for(settings, DIM, "model-y")
     with pytest.raises(StoreError, match="16-d"):
-        open_store(settings, 32, "model-x")
+        store_for(settings, 32, "model-x")
 
 
 def test_unwritable_directory_is_a_store_error(tmp_path: Path) -> None:

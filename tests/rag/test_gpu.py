@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rag import gpu
+from rag.errors import ConfigError, StoreError
 from rag.gpu import TorchExactIndex, cuda_available, exact_index, resolve_device
 
 torch = pytest.importorskip("torch")
@@ -81,9 +82,9 @@ def test_empty_index_and_reset() -> None:
 def test_accepts_torch_tensors_and_rejects_wrong_dimensions() -> None:
     index = TorchExactIndex(3, device="cpu")
     index.add(torch.eye(3))
-    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+    with pytest.raises(StoreError, match=r"shape \(n, 3\)"):
         index.add(np.ones((2, 4), np.float32))
-    with pytest.raises(ValueError, match="k must be positive"):
+    with pytest.raises(StoreError, match="k must be positive"):
         index.search(np.ones(3, np.float32), k=0)
     scores, ids = index.search_tensors(torch.tensor([[0.0, 1.0, 0.0]]), k=1)
     assert isinstance(scores, torch.Tensor) and ids.tolist() == [[1]]
@@ -101,7 +102,7 @@ def test_device_resolution_without_a_gpu_is_explicit() -> None:
     assert resolve_device("auto") == ("cuda" if cuda_available() else "cpu")
     assert exact_index(8, device="cpu").ntotal == 0
     if not cuda_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
         assert TorchExactIndex(8).precision == "fp32"  # auto precision on CPU
 

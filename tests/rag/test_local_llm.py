@@ -57,13 +57,25 @@ def test_parts_that_do_not_make_a_gguf_file_are_rejected(tmp_path: Path, fake_pa
 def test_local_model_may_be_any_gguf_path_and_nonsense_is_a_config_error(tmp_path: Path) -> None:
     own = tmp_path / "mine.gguf"
     own.write_bytes(b"GGUF")
-    assert model_path(LLMSettings(local_model=str(own))) == own
+    assert model_path(LLMSettings(local_model=str(own)), tmp_path / "models") == own
     with pytest.raises(ConfigError, match="neither a packaged model"):
-        model_path(LLMSettings(local_model="gpt-17"))
+        model_path(LLMSettings(local_model="gpt-17"), tmp_path / "models")
 
 
-def test_a_configured_base_url_is_used_as_is_and_nothing_is_started() -> None:
-    assert ensure_server(LLMSettings(base_url="http://vllm:8000/v1")) == "http://vllm:8000/v1"
+def test_a_configured_base_url_is_used_as_is_and_nothing_is_started(tmp_path: Path) -> None:
+    assert ensure_server(LLMSettings(base_url="http://vllm:8000/v1"), models_dir=tmp_path) == "http://vllm:8000/v1"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pid_file_lives_where_serve_llm_stop_looks_for_it(tmp_path: Path) -> None:
+    """`rag ask` (ensure_server) and `rag serve-llm --stop` agree on the pid file, also with RAG_DATA_DIR set."""
+    from rag.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "d")
+    expected = tmp_path / "d" / "models" / "llm-server.pid"
+    assert settings.llm_pid_file == settings.models_path / local_llm.PID_FILE == expected
+    elsewhere = Settings(data_dir=tmp_path / "d", models_dir=tmp_path / "m")
+    assert elsewhere.llm_pid_file == tmp_path / "m" / "llm-server.pid"
 
 
 def test_stop_ends_a_process_that_ignores_the_first_interrupt() -> None:

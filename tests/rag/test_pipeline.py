@@ -3,64 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from rag.config import Settings
-from rag.errors import LLMError, StoreError
-from rag.lexical import build_bm25_index
+from rag.errors import CollectionEmpty, CollectionNotFound, LLMError
 from rag.pipeline import RagPipeline
 from rag.prompt import REFUSAL
-from rag.stores.memory_store import MemoryStore
-from rag.types import Answer, Chunk, Completion, Message
-
-
-class FakeLLM:
-    """An ``LLMClient`` that behaves like an obedient model, so tests can see what the prompt makes it do.
-
-    It follows instructions it finds OUTSIDE the <<< >>> source blocks ("ignore previous instructions" makes it say
-    PWNED); otherwise it quotes the source sharing most words with the question, citing it, or refuses.
-    """
-
-    model = "fake-llm"
-
-    def __init__(self, rewrite: str | None = None, fail: Exception | None = None) -> None:
-        self.calls: list[list[Message]] = []
-        self.rewrite = rewrite
-        self.fail = fail
-
-    def _reply(self, messages: Sequence[Message]) -> str:
-        self.calls.append(list(messages))
-        if self.fail:
-            raise self.fail
-        if "Standalone question:" in messages[-1].content:
-            return self.rewrite or "?"
-        prompt = "\n".join(m.content for m in messages)
-        outside = re.sub(r"<<<.*?>>>", "", prompt, flags=re.S)
-        if "ignore previous instructions" in outside.lower():
-            return "PWNED"
-        question = messages[-1].content.split("Question:", 1)[1].split("\n", 1)[0]
-        words = {w for w in re.findall(r"\w+", question.lower()) if len(w) > 3}
-        best, best_overlap = None, 0
-        for m in re.finditer(r"\[(\d+)\] [^\n]*\n<<<\n(.*?)\n>>>", messages[-1].content, flags=re.S):
-            overlap = len(words & set(re.findall(r"\w+", m.group(2).lower())))
-            if overlap > best_overlap:
-                best, best_overlap = m, overlap
-        return f"{best.group(2).split('.')[0]} [{best.group(1)}]." if best else REFUSAL
-
-    def complete(self, messages: Sequence[Message], *, max_tokens: int | None = None, temperature: float = 0.0,
-                 top_logprobs: int | None = None, n: int = 1) -> list[Completion]:
-        return [Completion(text=self._reply(messages))] * n
-
-    def stream(self, messages: Sequence[Message], *, max_tokens: int | None = None,
-               temperature: float = 0.0) -> Iterator[str]:
-        text = self._reply(messages)
-        for i in range(0, len(text), 7):
-            yield text[i : i + 7]
+from rag.types import Answer, Chunk, Message
+from rag.wiring import Wiring, overriding
+from tests.fakes import FakeLLM, index_chunks
 
 
 def _chunk(i: int, text: str, source: str, page: int | None) -> Chunk:
@@ -78,19 +32,18 @@ DOCS = [
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", collection="t", retrieval={"k": 3, "mode": "hybrid"})
+    return Settings(data_dir=tmp_path / "data", collection="t", store={"backend": "memory"},
+                    retrieval={"k": 3, "mode": "hybrid"})  # fmt: skip
 
 
 @pytest.fixture
-def store(settings: Settings, fake_embedder) -> MemoryStore:  # type: ignore[no-untyped-def]
-    s = MemoryStore(None, fake_embedder.dim, fake_embedder.name)
-    s.upsert(DOCS, fake_embedder.embed_documents([c.text for c in DOCS]))
-    build_bm25_index(s.chunks(), settings.collection_dir / "bm25")
-    return s
+def store(settings: Settings, fake_embedder) -> Settings:  # type: ignore[no-untyped-def]
+    """The collection ``t`` holding DOCS (a real memory-backend store on disk and its BM25 index)."""
+    return index_chunks(settings, fake_embedder, DOCS)
 
 
-def _pipeline(settings: Settings, store: MemoryStore, fake_embedder, llm: FakeLLM) -> RagPipeline:  # type: ignore[no-untyped-def]
-    return RagPipeline(settings, embedder=fake_embedder, store=store, llm=llm)
+def _pipeline(settings: Settings, store: Settings, fake_embedder, llm: FakeLLM) -> RagPipeline:  # type: ignore[no-untyped-def]
+    return Wiring(settings, embedder=fake_embedder, llm=llm).pipeline()
 
 
 def test_answer_cites_the_source_it_used_with_file_and_page(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
@@ -163,16 +116,17 @@ def test_filters_that_exclude_everything_refuse_without_calling_the_llm(settings
 
 
 def test_empty_collection_says_to_ingest(settings, fake_embedder) -> None:  # type: ignore[no-untyped-def]
-    empty = MemoryStore(None, fake_embedder.dim, fake_embedder.name)
-    with pytest.raises(StoreError, match="rag ingest"):
-        RagPipeline(settings, embedder=fake_embedder, store=empty, llm=FakeLLM()).answer("anything?")
+    index_chunks(settings, fake_embedder, [])
+    with pytest.raises(CollectionEmpty, match="rag ingest"):
+        Wiring(settings, embedder=fake_embedder, llm=FakeLLM()).pipeline().answer("anything?")
 
 
 def test_asking_an_unknown_collection_does_not_create_it(fake_embedder) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(collection="typo", store={"backend": "memory"})
-    with pytest.raises(StoreError, match="is empty .*rag ingest PATH --collection typo"):
-        RagPipeline(settings, embedder=fake_embedder, llm=FakeLLM()).answer("anything?")
-    assert not settings.collection_dir.exists()
+    wiring = Wiring(settings, embedder=fake_embedder, llm=FakeLLM())
+    with pytest.raises(CollectionNotFound, match="rag ingest PATH --collection typo"):
+        wiring.pipeline().answer("anything?")
+    assert not wiring.collection().root.exists()
 
 
 def test_llm_errors_reach_the_caller_unchanged(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
@@ -181,9 +135,12 @@ def test_llm_errors_reach_the_caller_unchanged(settings, store, fake_embedder) -
         list(_pipeline(settings, store, fake_embedder, llm).stream("warranty?"))
 
 
-def test_constructor_is_cheap_and_loads_nothing(settings) -> None:  # type: ignore[no-untyped-def]
-    p = RagPipeline(settings)
-    assert p._embedder is None and p._store is None and p._llm is None
+def test_wiring_is_cheap_and_building_a_pipeline_starts_no_llm(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    wiring = Wiring(settings, embedder=fake_embedder)
+    assert wiring._llm is None and wiring._collections == {}
+    pipeline = wiring.pipeline()  # the LLM client is made, but no server is contacted or started until asked
+    assert pipeline.retrieve("warranty")[0].chunk.source == "/docs/warranty.pdf"
+    assert type(pipeline.llm).__name__ == "_EmbeddedLLM" and pipeline.llm._client is None
 
 
 # -- the commands, with the pipeline's parts replaced by the same fakes ------------------------------------------------
@@ -191,18 +148,15 @@ def test_constructor_is_cheap_and_loads_nothing(settings) -> None:  # type: igno
 
 @pytest.fixture
 def cli(monkeypatch, settings, store, fake_embedder):  # type: ignore[no-untyped-def]
-    """Run `rag ...` with RagPipeline wired to the fakes (the CLI builds its own pipeline from settings)."""
-    import rag.pipeline as pipeline_module
+    """Run `rag ...` over the collection of ``settings``, with the fakes swapped in at the composition root."""
     from rag.cli import app
 
-    real_init = pipeline_module.RagPipeline.__init__
-
-    def init(self, s, **kw):  # type: ignore[no-untyped-def]
-        real_init(self, settings, embedder=fake_embedder, store=store, llm=kw.get("llm") or FakeLLM())
-
-    monkeypatch.setattr(pipeline_module.RagPipeline, "__init__", init)
+    for name, value in {"DATA_DIR": str(settings.data_dir), "COLLECTION": "t", "STORE__BACKEND": "memory",
+                        "RETRIEVAL__K": "3"}.items():  # fmt: skip
+        monkeypatch.setenv(f"RAG_{name}", value)
     runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
+    with overriding(embedder=fake_embedder, llm=FakeLLM()):
+        yield lambda *args: runner.invoke(app, list(args))
 
 
 def test_cli_ask_json_lists_cited_sources_and_timings(cli) -> None:  # type: ignore[no-untyped-def]
@@ -231,30 +185,30 @@ def test_cli_search_json_and_explain(cli) -> None:  # type: ignore[no-untyped-de
     assert explained.exit_code == 0 and "rrf" in explained.stdout and "bm25" in explained.stdout
 
 
-def test_cli_errors_are_one_red_line_and_exit_1(monkeypatch, cli) -> None:  # type: ignore[no-untyped-def]
-    import rag.pipeline as pipeline_module
-
-    def boom(self, *a, **kw):  # type: ignore[no-untyped-def]
-        raise LLMError("cannot reach LLM at http://127.0.0.1:9/v1: is the vLLM server up?")
-
-    monkeypatch.setattr(pipeline_module.RagPipeline, "answer", boom)
-    result = cli("ask", "x", "--no-stream")
+def test_cli_errors_are_one_red_line_and_exit_1(cli) -> None:  # type: ignore[no-untyped-def]
+    down = FakeLLM(fail=LLMError("cannot reach LLM at http://127.0.0.1:9/v1: is the vLLM server up?"))
+    with overriding(llm=down):
+        result = cli("ask", "warranty", "--no-stream")
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: cannot reach LLM at http://127.0.0.1:9/v1: is the vLLM server up?"
     assert "Traceback" not in result.output
     bad_mode = cli("search", "x", "--mode", "magic")
-    assert bad_mode.exit_code == 1 and "dense, bm25, hybrid" in bad_mode.stderr
+    assert bad_mode.exit_code == 2 and "dense, bm25, hybrid" in bad_mode.stderr  # a usage error
 
 
 def test_off_topic_questions_are_refused_without_the_llm_below_the_relevance_floor(  # type: ignore[no-untyped-def]
     store, fake_embedder, tmp_path
 ) -> None:
-    s = Settings(data_dir=tmp_path / "d", collection="t", retrieval={"k": 3, "mode": "dense", "min_dense_score": 0.99})
     llm = FakeLLM()
-    answer = RagPipeline(s, embedder=fake_embedder, store=store, llm=llm).answer("How long does the warranty last?")
+    def floor(score: float) -> Settings:
+        retrieval = store.retrieval.model_copy(update={"mode": "dense", "min_dense_score": score})
+        return store.model_copy(update={"retrieval": retrieval})
+
+    strict = floor(0.99)
+    answer = Wiring(strict, embedder=fake_embedder, llm=llm).pipeline().answer("How long does the warranty last?")
     assert answer.text == REFUSAL and answer.retrieved == () and llm.calls == []
-    s = Settings(data_dir=tmp_path / "d", collection="t", retrieval={"k": 3, "mode": "dense", "min_dense_score": -1})
-    answer = RagPipeline(s, embedder=fake_embedder, store=store, llm=llm).answer("How long does the warranty last?")
+    off = floor(-1)
+    answer = Wiring(off, embedder=fake_embedder, llm=llm).pipeline().answer("How long does the warranty last?")
     assert "24 months" in answer.text and len(llm.calls) == 1
 
 

@@ -19,11 +19,12 @@ import pytest
 pytest.importorskip("qdrant_client")
 pytest.importorskip("qdrant_edge")
 
+from rag.collection import Collection  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.errors import ConfigError, StoreError  # noqa: E402
-from rag.stores import open_store  # noqa: E402
 from rag.stores.qdrant_store import QdrantClientStore, QdrantEdgeStore, point_id  # noqa: E402
 from rag.types import Chunk  # noqa: E402
+from tests.fakes import store_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,12 +52,12 @@ def test_point_ids_are_stable_uuids_of_chunk_ids() -> None:
                                            ("local", QdrantClientStore)])
 def test_modes_pick_their_engine_and_folder(mode: str, cls: type, tmp_path: Path) -> None:
     s = settings(mode)
-    store = open_store(s, dim=8, embedding_model="m")
+    store = store_for(s, 8, "m")
     assert isinstance(store, cls)
     store.upsert([chunk(1)], unit(1, 8))
     store.close()
     folder = "qdrant_edge" if cls is QdrantEdgeStore else "qdrant_local"
-    assert (s.collection_dir / folder).is_dir()
+    assert (Collection(s, embedder=lambda: None).root / folder).is_dir()
 
 
 def test_embedded_is_the_default_qdrant_mode() -> None:
@@ -65,12 +66,12 @@ def test_embedded_is_the_default_qdrant_mode() -> None:
 
 def test_server_mode_without_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="RAG_STORE__QDRANT_URL"):
-        open_store(settings("server"), dim=8, embedding_model="m")
+        store_for(settings("server"), 8, "m")
 
 
 def test_unreachable_server_is_a_store_error_that_says_what_to_check() -> None:
     with pytest.raises(StoreError, match="cannot reach Qdrant at http://127.0.0.1:9.*server up"):
-        open_store(settings("server", qdrant_url="http://127.0.0.1:9"), dim=8, embedding_model="m")
+        store_for(settings("server", qdrant_url="http://127.0.0.1:9"), 8, "m")
 
 
 _SECOND_PROCESS = textwrap.dedent(
@@ -79,9 +80,9 @@ _SECOND_PROCESS = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from rag.config import Settings
     from rag.errors import StoreError
-    from rag.stores import open_store
+    from tests.fakes import store_for
     try:
-        store = open_store(Settings(store={{"backend": "qdrant", "qdrant_mode": {mode!r}}}), 8, "m")
+        store = store_for(Settings(store={{"backend": "qdrant", "qdrant_mode": {mode!r}}}), 8, "m")
         print(json.dumps({{"opened": True, "count": store.count()}}))
     except StoreError as e:
         print(json.dumps({{"opened": False, "error": str(e)}}))
@@ -92,7 +93,7 @@ _SECOND_PROCESS = textwrap.dedent(
 @pytest.mark.parametrize("mode", ["embedded", "local"])
 def test_a_second_process_gets_a_clear_error_while_the_folder_is_open(mode: str) -> None:
     """In-process engines lock their folder; a second process (say `rag search` during `rag ingest`) is told why."""
-    store = open_store(settings(mode), dim=8, embedding_model="m")
+    store = store_for(settings(mode), 8, "m")
     store.upsert([chunk(1)], unit(1, 8))
     code = _SECOND_PROCESS.format(root=str(ROOT), mode=mode)
     run = lambda: json.loads(  # noqa: E731
@@ -108,7 +109,7 @@ def test_a_second_process_gets_a_clear_error_while_the_folder_is_open(mode: str)
 
 
 def test_embedded_creates_payload_indexes_on_the_filter_fields() -> None:
-    store = open_store(settings("embedded"), dim=8, embedding_model="m")
+    store = store_for(settings("embedded"), 8, "m")
     assert isinstance(store, QdrantEdgeStore)
     assert store.info()["payload_indexes"] == 3  # source, file_type, page (the HNSW graph: test_store_contract.py)
     store.close()
@@ -116,7 +117,7 @@ def test_embedded_creates_payload_indexes_on_the_filter_fields() -> None:
 
 def test_local_mode_records_the_model_in_collection_metadata() -> None:
     s = settings("local")
-    store = open_store(s, dim=8, embedding_model="my-model")
+    store = store_for(s, 8, "my-model")
     assert isinstance(store, QdrantClientStore)
     meta = store._client.get_collection(s.collection).config.metadata
     assert meta["embedding_model"] == "my-model" and meta["dim"] == 8
@@ -146,26 +147,26 @@ def test_rag_ingest_then_search_gives_the_same_top_sources_with_qdrant_as_with_f
     tests/rag/test_pipeline.py); one real `rag search` subprocess with RAG_STORE__BACKEND=qdrant closes the loop.
     """
     from ingest.pipeline import ingest_paths
-    from rag.embedders import load_embedder
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
     samples = ROOT / "docs" / "samples"
     if not samples.is_dir():
         pytest.skip("docs/samples is not there")
     folder = tmp_path / "docs"  # the sample documents, without the file that lists these very questions
     shutil.copytree(samples, folder, ignore=shutil.ignore_patterns("questions.txt"))
-    embedder = load_embedder(Settings().embedding)
+    embedder = Wiring(Settings()).embedder()
     top: dict[str, list[list[tuple[str, int | None]]]] = {}
     for backend in ("faiss", "qdrant"):
         s = Settings(data_dir=tmp_path / backend, store={"backend": backend})
         assert ingest_paths([folder], s, embedder=embedder).chunks_added > 10
-        pipeline = RagPipeline(s, embedder=embedder)
+        wiring = Wiring(s, embedder=embedder)
+        pipeline = wiring.pipeline()
         top[backend] = [
             [(Path(h.chunk.source).name, h.chunk.page) for h in pipeline.retrieve(q, k=3, mode=mode)]
             for mode in ("dense", "hybrid")
             for q in QUESTIONS
         ]
-        pipeline.store.close()
+        wiring.close()
     assert (tmp_path / "qdrant" / "collections" / "default" / "qdrant_edge").is_dir()  # qdrant really ran
     assert top["qdrant"] == top["faiss"]
     assert top["faiss"][0][0][0] == "International_Atomic_Time.md"  # and they are the right documents

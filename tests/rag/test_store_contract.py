@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.errors import StoreError
-from rag.stores import open_store
+from rag.errors import StoreError, UsageError
+from rag.filters import matches
 from rag.types import Chunk, ScoredChunk, VectorStore
+from tests.fakes import store_for
 
 DIM = 32
 MODEL = "contract-model"
@@ -78,7 +79,7 @@ def opener(spec: Spec) -> Iterator[Callable[..., VectorStore]]:
     collection = f"contract_{uuid.uuid4().hex[:10]}"
 
     def open_(dim: int = DIM, model: str = MODEL) -> VectorStore:
-        return open_store(Settings(collection=collection, store=spec.store), dim=dim, embedding_model=model)
+        return store_for(Settings(collection=collection, store=spec.store), dim, model)
 
     yield open_
     if spec.server:
@@ -130,7 +131,7 @@ def ids(hits: list[ScoredChunk]) -> list[str]:
 
 def reference(chunks: list[Chunk], vectors: np.ndarray, query: np.ndarray, k: int, filters: Any = None) -> list[str]:
     """Exact cosine search by brute force: what every store must return (exact) or approximate (HNSW)."""
-    rows = [i for i, c in enumerate(chunks) if c.matches(filters)]
+    rows = [i for i, c in enumerate(chunks) if matches(c, filters)]
     scores = vectors[rows] @ (query / np.linalg.norm(query))
     return [chunks[rows[i]].id for i in np.argsort(-scores, kind="stable")[:k]]
 
@@ -263,11 +264,11 @@ def test_filters(spec: Spec, opener: Callable[..., VectorStore], corpus: Any, fi
     chunks, vectors, queries = corpus
     store = opener()
     store.upsert(chunks, vectors)
-    matching = [c for c in chunks if c.matches(filters)]
+    matching = [c for c in chunks if matches(c, filters)]
     assert sorted(c.id for c in store.chunks(filters)) == sorted(c.id for c in matching)
     for q in queries[:5]:
         hits = store.search(q, k=8, filters=filters)
-        assert all(h.chunk.matches(filters) for h in hits)
+        assert all(matches(h.chunk, filters) for h in hits)
         assert_same_hits(spec, hits, reference(chunks, vectors, q, 8, filters))
     store.close()
 
@@ -276,7 +277,7 @@ def test_unknown_filter_field_is_an_error(opener: Callable[..., VectorStore], co
     chunks, vectors, queries = corpus
     store = opener()
     store.upsert(chunks[:20], vectors[:20])
-    with pytest.raises(ValueError, match="unknown filter field"):
+    with pytest.raises(UsageError, match="unknown filter field"):
         store.search(queries[0], k=3, filters={"author": "me"})
     store.close()
 

@@ -96,7 +96,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
                                     "chunks_added": 2})())  # fmt: skip
         return FakeSummary(files_seen=len(paths), new=len(paths) - len(failed), failed=tuple(failed))
 
-    def fake_delete(source: str, settings: Any) -> int:
+    def fake_delete(source: str, settings: Any, **kw: Any) -> int:
         w.deleted.append(source)
         n = dict(w.docs)[source]
         w.docs[:] = [d for d in w.docs if d[0] != source]
@@ -104,7 +104,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
     monkeypatch.setattr(services, "make_embedder", lambda settings: object())
     monkeypatch.setattr(services, "make_pipeline", lambda settings, embedder, llm: w.pipeline)
-    monkeypatch.setattr(services, "list_documents", lambda settings: list(w.docs))
+    monkeypatch.setattr(services, "list_documents", lambda settings, **kw: list(w.docs))
     monkeypatch.setattr(services, "ingest", fake_ingest)
     monkeypatch.setattr(services, "delete_document", fake_delete)
     st.cache_resource.clear()

@@ -45,19 +45,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The embedded LLM (packaged Qwen2.5 0.5B GGUF under llama.cpp's server) on a free port, stopped afterwards."""
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (bash .ci/setup)")
-    from rag.config import LLMSettings
-    from rag.local_llm import start_server
-
-    work = tmp_path_factory.mktemp("llm")
-    settings = LLMSettings(local_port=_free_port(), local_threads=2)
-    server = start_server(settings, models_dir=work / "models", log_path=work / "llm-server.log")
-    try:
-        yield server.url
-    finally:
-        server.stop()
+def llm_url(llm_server: str) -> str:
+    """The session's embedded LLM (``tests/conftest.py``): started once for every end-to-end test."""
+    return llm_server
 
 
 @pytest.fixture(scope="session")

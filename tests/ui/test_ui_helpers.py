@@ -78,7 +78,11 @@ def test_citations_become_badges_and_dollars_stay_literal() -> None:
     assert render.answer_markdown("Costs $5 [1, 2] and [3].") == (
         "Costs \\$5 :blue-badge[1]:blue-badge[2] and :blue-badge[3]."
     )
-    assert render.cited_numbers("a [2] b [1][2] c [10]") == [2, 1, 10]
+    # the badges and the pipeline's citations read markers with the same parser (rag.prompt)
+    assert render.answer_markdown("See [2-3] and [source 1].") == (
+        "See :blue-badge[2]:blue-badge[3] and :blue-badge[1]."
+    )
+    assert render.claims_for("A [2-3]. B [1].", 3) == "A [2-3]."
 
 
 def test_passage_marks_the_cited_sentence_and_escapes_html() -> None:
@@ -133,19 +137,18 @@ def test_sample_documents_leave_out_the_readme_and_questions(tmp_path: Path) -> 
     assert services.sample_documents(tmp_path / "missing") == []
 
 
-def test_rag_chat_indexes_the_samples_only_into_an_empty_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rag_chat_indexes_the_samples_only_into_an_empty_collection(fake_embedder, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rag.wiring import Wiring, overriding
     from ui import cli
 
-    ingested: list[list[Path]] = []
-    docs: list[tuple[str, int]] = []
-    summary = type("S", (), {"new": 4, "failed": (), "seconds": 1.0})()
-    monkeypatch.setattr(services, "list_documents", lambda settings: list(docs))
-    monkeypatch.setattr(services, "ingest", lambda paths, settings, **kw: ingested.append(list(paths)) or summary)
-    cli._index_samples_if_empty(Settings())
-    assert ingested == [services.sample_documents()] and ingested[0]
-    docs.append(("/mine/report.pdf", 12))
-    cli._index_samples_if_empty(Settings())
-    assert len(ingested) == 1  # a collection with the user's documents is left alone
+    with overriding(embedder=fake_embedder):
+        cli._index_samples_if_empty(Settings())
+        assert "indexing the" in capsys.readouterr().err
+        with Wiring(Settings()).collection() as collection:
+            indexed = sorted(Path(source).name for source, _ in collection.documents())
+        assert indexed == sorted(p.name for p in services.sample_documents()) and indexed
+        cli._index_samples_if_empty(Settings())
+        assert "indexing the" not in capsys.readouterr().err  # a collection with documents is left alone
 
 
 def test_file_names_and_questions_are_shown_literally() -> None:

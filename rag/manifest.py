@@ -1,10 +1,10 @@
 """The ingestion manifest: which file (by content hash) is in the collection, with how many chunks.
 
-A small SQLite database beside the index (``collection_dir / "manifest.sqlite"``). A file is marked ``pending``
-*before* its old chunks are touched and ``done`` only after its new chunks are committed to the store, so a crash at
-any point leaves either a ``done`` file whose chunks are all in the store, or a ``pending``/missing one that the next
-run ingests again. Size and mtime let an unchanged file be recognised without hashing it (like ``git status``);
-the content hash decides when they differ.
+A small SQLite database beside the index (its path is decided by ``rag.collection.Collection``). A file is
+marked ``pending`` *before* its old chunks are touched and ``done`` only after its new chunks are committed to the
+store, so a crash at any point leaves either a ``done`` file whose chunks are all in the store, or a
+``pending``/missing one that the next run ingests again. Size and mtime let an unchanged file be recognised without
+hashing it (like ``git status``); the content hash decides when they differ.
 
 Example::
 
@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.config import Settings
 from rag.errors import StoreError
 
 _SCHEMA = """
@@ -36,22 +35,6 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at  REAL NOT NULL
 );
 """
-
-
-def manifest_path(settings: Settings) -> Path:
-    """The manifest of the configured store: one per backend (and Qdrant mode), so that switching
-    ``RAG_STORE__BACKEND`` on a collection ingests everything into the new store instead of calling it unchanged.
-
-    >>> manifest_path(Settings(data_dir="/d", collection="c")).name
-    'manifest.sqlite'
-    >>> manifest_path(Settings(data_dir="/d", collection="c", store={"backend": "qdrant"})).name
-    'manifest-qdrant-embedded.sqlite'
-    """
-    store = settings.store
-    if store.backend == "faiss":
-        return settings.collection_dir / "manifest.sqlite"
-    suffix = f"{store.backend}-{store.qdrant_mode}" if store.backend == "qdrant" else store.backend
-    return settings.collection_dir / f"manifest-{suffix}.sqlite"
 
 
 @dataclass(frozen=True)
