@@ -26,7 +26,9 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.config import Settings
@@ -183,6 +185,56 @@ class Collection:
             raise StoreError(f"cannot write the keyword index in {self.bm25_dir}: {e}") from e
         self.bm25_stale_marker.unlink(missing_ok=True)
 
+    # -- the invariant -----------------------------------------------------------------------------------------------
+    def check(self) -> Consistency:
+        """Compare the manifest, the vector store and the keyword index: same files, same chunk ids, no orphans,
+        nothing pending. ``repair()`` brings them back in step from the source of truth."""
+        from rag.lexical import BM25Index
+
+        self.require()
+        report = Consistency(collection=self.name)
+        records = self.manifest.all()
+        ids_by_source: dict[str, list[str]] = {}
+        for chunk in self.store.chunks():
+            ids_by_source.setdefault(chunk.source, []).append(chunk.id)
+        all_ids = [cid for ids in ids_by_source.values() for cid in ids]
+        report.chunks = len(all_ids)
+        report.files = sum(1 for r in records.values() if r.status == "done")
+        report.duplicate_ids = sorted(cid for cid, n in Counter(all_ids).items() if n > 1)
+        for source, record in sorted(records.items()):
+            if record.status != "done":
+                report.pending.append(source)
+            elif len(ids_by_source.get(source, ())) != record.chunks:
+                report.count_mismatch.append((source, record.chunks, len(ids_by_source.get(source, ()))))
+        report.orphans = sorted(s for s in ids_by_source if s not in records)
+        store_ids = set(all_ids)
+        if self.bm25_stale_marker.exists():
+            report.bm25_stale = True
+        if store_ids or self.bm25_dir.exists():
+            try:
+                bm25_ids = {c.id for c in BM25Index.load(self.bm25_dir).chunks}
+            except StoreError:
+                bm25_ids = set()
+            report.bm25_missing = len(store_ids - bm25_ids)
+            report.bm25_extra = len(bm25_ids - store_ids)
+        return report
+
+    def repair(self) -> Consistency:
+        """Make the three agree again and return what was found before.
+
+        The store is the truth for the keyword index (rebuilt from it); the manifest and the files are the truth
+        for the store: chunks of a file that is pending, not in the manifest, or whose count disagrees are removed
+        with its manifest entry, so the next ``rag ingest`` of the folder indexes that file again, cleanly.
+        """
+        report = self.check()
+        for source in sorted({*report.pending, *report.orphans, *(s for s, _, _ in report.count_mismatch)}):
+            self.mark_bm25_stale()
+            self.store.delete_source(source)
+            self.manifest.remove(source)
+        if report.duplicate_ids or not report.clean:
+            self.rebuild_bm25()
+        return report
+
     # -- lifetime ---------------------------------------------------------------------------------------------------
     def close(self) -> None:
         """Flush and release the store and the manifest (the next use opens them again)."""
@@ -200,3 +252,36 @@ class Collection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class Consistency:
+    """What ``Collection.check`` found; ``clean`` when manifest, store and keyword index agree."""
+
+    collection: str
+    files: int = 0
+    chunks: int = 0
+    pending: list[str] = field(default_factory=list)  # files a run was changing when it stopped
+    orphans: list[str] = field(default_factory=list)  # files with chunks in the store but not in the manifest
+    count_mismatch: list[tuple[str, int, int]] = field(default_factory=list)  # (file, manifest says, store has)
+    duplicate_ids: list[str] = field(default_factory=list)
+    bm25_missing: int = 0  # chunk ids in the store that the keyword index lacks
+    bm25_extra: int = 0  # chunk ids in the keyword index that the store no longer has
+    bm25_stale: bool = False  # a writer marked the keyword index out of date and has not rebuilt it yet
+
+    @property
+    def clean(self) -> bool:
+        return not (self.pending or self.orphans or self.count_mismatch or self.duplicate_ids or self.bm25_missing
+                    or self.bm25_extra or self.bm25_stale)  # fmt: skip
+
+    def problems(self) -> list[str]:
+        """One line per problem, for people."""
+        out = [f"{s}: pending (a run stopped while changing it)" for s in self.pending]
+        out += [f"{s}: chunks in the store but not in the manifest" for s in self.orphans]
+        out += [f"{s}: the manifest says {m} chunks, the store has {n}" for s, m, n in self.count_mismatch]
+        out += [f"chunk id {c} is stored more than once" for c in self.duplicate_ids]
+        if self.bm25_missing or self.bm25_extra:
+            out.append(f"keyword index out of step: {self.bm25_missing} chunks missing, {self.bm25_extra} extra")
+        if self.bm25_stale:
+            out.append("keyword index marked stale (a writer stopped before rebuilding it)")
+        return out
