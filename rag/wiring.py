@@ -75,11 +75,6 @@ class Wiring:
         self._collections: dict[str, Collection] = {}
         self._lock = threading.RLock()
 
-    def with_settings(self, settings: Settings) -> Wiring:
-        """Another wiring for changed settings that shares the loaded models (the UI's per-session choices)."""
-        llm = self._llm if settings.llm == self.settings.llm else None
-        return Wiring(settings, embedder=self.embedder(), llm=llm, reranker=self._reranker)
-
     # -- models -----------------------------------------------------------------------------------------------------
     def embedder(self) -> Embedder:
         with self._lock:

@@ -104,6 +104,8 @@ def llm_server(llm_models_dir: Path) -> Iterator[str]:
         pytest.skip(f"the packaged model is not installed: {e}")
     server = start_server(settings, models_dir=llm_models_dir, log_path=llm_models_dir / "server.log")
     LLM_SERVER_STARTS.append(server.url)
+    with open(SESSION_TMP / "llm-server-starts", "a") as f:  # read by test_home_untouched.py at the end
+        f.write(server.url + "\n")
     try:
         yield server.url
     finally:

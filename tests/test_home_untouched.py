@@ -1,4 +1,5 @@
-"""Nothing the suite ran wrote to the user's home: no index, model copy, cache or config outside temp dirs.
+"""Checks on the whole session, run after every other test: nothing was written to the user's home (no index, model
+copy, cache or config outside temp dirs), and the embedded LLM server was started at most once.
 
 The listing is taken when the test session starts (this module is imported at collection, before any test runs)
 and compared after every other test (``conftest.py`` orders this one last).
@@ -42,3 +43,10 @@ def test_the_suite_wrote_nothing_to_the_home_directory() -> None:
     created = sorted(set(after) - set(BEFORE))
     changed = sorted(p for p in set(after) & set(BEFORE) if after[p] != BEFORE[p])
     assert not created and not changed, f"tests wrote to {HOME}: created {created}, changed {changed}"
+
+
+def test_the_embedded_llm_server_was_started_at_most_once() -> None:
+    """Every end-to-end, browser, judge and CI-eval test shares the session's one server (tests/conftest.py)."""
+    record = Path(os.environ["XDG_CACHE_HOME"]).parent / "llm-server-starts"  # the session temp dir
+    starts = record.read_text().splitlines() if record.exists() else []
+    assert len(starts) <= 1, f"the LLM server was started {len(starts)} times: {starts}"
