@@ -9,7 +9,7 @@ FROM python:3.11-slim
 # The CPU build of torch: a bare `torch` requirement would pull several GB of CUDA libraries this image never uses.
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG EXTRAS=qdrant,ui,rerank
+ARG EXTRAS=qdrant,ui,server,rerank
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -30,12 +30,13 @@ RUN mkdir -p rag ingest evals ui \
     && touch rag/__init__.py ingest/__init__.py evals/__init__.py ui/__init__.py \
     && pip install -c /tmp/constraints.txt ".[${EXTRAS}]" \
     && pip uninstall -y rag-private-docs \
-    && rm -rf rag ingest evals ui build *.egg-info
+    && rm -rf rag ingest evals ui server build *.egg-info
 
 COPY rag ./rag
 COPY ingest ./ingest
 COPY evals ./evals
 COPY ui ./ui
+COPY server ./server
 RUN pip install --no-deps . && rm -rf build *.egg-info \
     && rag --help > /dev/null
 
@@ -46,7 +47,7 @@ RUN useradd --create-home --uid 10001 rag \
     && chown -R rag:rag /data /home/rag/.cache
 USER rag
 VOLUME ["/data"]
-EXPOSE 8501
+EXPOSE 8501 8000
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]

@@ -18,6 +18,6 @@ test:
 	$(VENV)/bin/python -m pytest -q tests
 
 lint:
-	$(VENV)/bin/ruff check rag ingest evals ui tests benchmarks
-	$(VENV)/bin/mypy rag
+	$(VENV)/bin/ruff check rag ingest evals ui server tests benchmarks
+	$(VENV)/bin/mypy rag server
 	$(VENV)/bin/lint-imports

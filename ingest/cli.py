@@ -32,6 +32,11 @@ def ingest_command(
     collection: Annotated[str | None, typer.Option("--collection", "-c", help="Collection name.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove chunks of files that no longer exist.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    groups: Annotated[
+        str | None,
+        typer.Option("--groups", help="Access groups of these documents, e.g. hr,finance: only members see them "
+                     "(a .raggroups file in a folder overrides it for the files below). Default: public."),
+    ] = None,
 ) -> None:
     """Ingest documents (PDF, Markdown, text, HTML) into a collection; unchanged files are skipped."""
     from rich.console import Console
@@ -43,9 +48,9 @@ def ingest_command(
     summary: IngestSummary
     try:
         if json_out or not sys.stderr.isatty():
-            summary = ingest_paths(paths, settings, prune=prune)
+            summary = ingest_paths(paths, settings, prune=prune, groups=_split(groups))
         else:
-            summary = _with_progress_bar(paths, settings, prune, err)
+            summary = _with_progress_bar(paths, settings, prune, err, _split(groups))
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: files committed so far are kept; run the same command to resume")
         raise typer.Exit(130) from None
@@ -55,7 +60,12 @@ def ingest_command(
         _print_summary(summary, Console())
 
 
-def _with_progress_bar(paths: list[Path], settings: Settings, prune: bool, console: object):  # type: ignore[no-untyped-def]
+def _split(groups: str | None) -> list[str]:
+    return [g for g in (groups or "").split(",") if g.strip()]
+
+
+def _with_progress_bar(paths: list[Path], settings: Settings, prune: bool, console: object,  # type: ignore[no-untyped-def]
+                       groups: list[str] | None = None):  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ingest.pipeline import IngestProgress, ingest_paths
@@ -77,7 +87,7 @@ def _with_progress_bar(paths: list[Path], settings: Settings, prune: bool, conso
             bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks_added,
                        current=name if len(name) < 48 else name[:45] + "...")
 
-        return ingest_paths(paths, settings, prune=prune, progress=on_progress)
+        return ingest_paths(paths, settings, prune=prune, progress=on_progress, groups=groups or ())
 
 
 def _print_summary(s: object, console: object) -> None:

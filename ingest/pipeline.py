@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,8 @@ class _Candidate:
     size: int
     mtime_ns: int
     record: FileRecord | None
+    groups: tuple[str, ...] = ()  # access groups every chunk of the file carries (ingest.access)
+    key: str = ""  # the config key this file is indexed under (includes its groups: a change re-indexes it)
 
 
 @dataclass
@@ -133,6 +135,8 @@ class _Run:
         self.total = 0
         self.manifest = self.collection.manifest
         self._stale_marked = False
+        self.groups: dict[Path, tuple[str, ...]] = {}  # access groups per file (ingest.access)
+        self.keep_open = False  # the caller shares the collection (rag serve): flush it, do not close it
 
     @property
     def embedder(self) -> Embedder:
@@ -179,11 +183,12 @@ class _Run:
     def plan(self, files: list[Path]) -> list[_Candidate]:
         """Files that may need work; those unchanged by size and mtime are counted and dropped here."""
         records = self.manifest.all()
-        key = self.config_key
         limit = self.settings.ingest.max_file_mb
         todo = []
         for path in files:
             source = str(path)
+            file_groups = self.groups.get(path, ())
+            key = file_config_key(self.config_key, file_groups)
             try:
                 st = path.stat()
             except FileNotFoundError:
@@ -202,7 +207,7 @@ class _Run:
                 self.counts.unchanged += 1
                 self.report(source)
                 continue
-            todo.append(_Candidate(path, source, st.st_size, st.st_mtime_ns, rec))
+            todo.append(_Candidate(path, source, st.st_size, st.st_mtime_ns, rec, file_groups, key))
         return todo
 
     # -- parsing (worker threads) ----------------------------------------------------------------------------
@@ -211,13 +216,14 @@ class _Run:
         try:
             prep.file_hash = file_sha256(cand.path)
             rec = cand.record
-            if rec and rec.status == "done" and rec.config_key == self.config_key and rec.file_hash == prep.file_hash:
+            if rec and rec.status == "done" and rec.config_key == cand.key and rec.file_hash == prep.file_hash:
                 prep.unchanged = True  # touched, not changed: same bytes
                 return prep
             if cand.size > STREAM_BYTES and cand.path.suffix.lower() not in (".html", ".htm"):
                 prep.stream = True  # the main thread streams it: text piece by piece, PDFs page by page
                 return prep
-            prep.chunks = _dedup(self.chunker.split_all(load_file(cand.path, prep.file_hash)))
+            chunks = self.chunker.split_all(load_file(cand.path, prep.file_hash))
+            prep.chunks = _dedup(_with_groups(chunks, cand.groups))
             if not prep.chunks:
                 prep.error = "no text to index"
         except FileNotFoundError:
@@ -271,7 +277,7 @@ class _Run:
     def _done(self, prep: _Prepared, n_chunks: int, removed: int) -> None:
         cand = prep.cand
         self.manifest.mark_done(
-            FileRecord(cand.source, prep.file_hash, cand.size, cand.mtime_ns, self.config_key, n_chunks)
+            FileRecord(cand.source, prep.file_hash, cand.size, cand.mtime_ns, cand.key or self.config_key, n_chunks)
         )
         if cand.record is None or not cand.record.file_hash:
             self.counts.new += 1
@@ -304,7 +310,7 @@ class _Run:
         buffer: list[Chunk] = []
         seen: set[str] = set()
         try:
-            for chunk in self.chunker.split_all(load_file(cand.path, prep.file_hash)):
+            for chunk in _with_groups(self.chunker.split_all(load_file(cand.path, prep.file_hash)), cand.groups):
                 if chunk.id in seen:
                     continue
                 seen.add(chunk.id)
@@ -338,7 +344,22 @@ class _Run:
                 self.counts.pruned += 1
 
     def close(self) -> None:
-        self.collection.close()
+        if self.keep_open:
+            self.collection.flush()
+        else:
+            self.collection.close()
+
+
+def _with_groups(chunks: Iterator[Chunk], groups: tuple[str, ...]) -> Iterator[Chunk]:
+    return (replace(c, groups=groups) for c in chunks) if groups else chunks
+
+
+def file_config_key(config_key: str, groups: Sequence[str]) -> str:
+    """The manifest key of one file: the run's config key, plus its access groups when it has any (so changing a
+    file's groups re-indexes it: its chunks must carry the new ones)."""
+    if not groups:
+        return config_key
+    return hashlib.sha256(f"{config_key}|groups={','.join(sorted(groups))}".encode()).hexdigest()[:16]
 
 
 def _dedup(chunks: Iterator[Chunk]) -> list[Chunk]:
@@ -358,9 +379,13 @@ def ingest_paths(
     prune: bool = False,
     progress: Callable[[IngestProgress], None] | None = None,
     embedder: Embedder | None = None,
+    groups: Sequence[str] = (),
+    keep_open: bool = False,
 ) -> IngestSummary:
     """Ingest files and folders into the collection of ``target`` (settings, or a wiring that holds the parts);
     see the module docstring. ``embedder`` is a ready model to use (the UI passes its cached one).
+    ``groups``: the access groups of every file that no ``.raggroups`` file covers (see ``ingest.access``).
+    ``keep_open``: the wiring's collection stays open (flushed) for a caller that keeps serving from it.
 
     Raises ``UsageError`` for a path that does not exist and ``StoreError`` when the collection cannot be opened
     or written; problems with single files are reported in ``IngestSummary.failed`` instead.
@@ -369,7 +394,11 @@ def ingest_paths(
     wiring = target if isinstance(target, Wiring) else Wiring(target, embedder=embedder)
     settings = wiring.settings
     files, skipped = discover(paths, settings.ingest.include)
+    from ingest.access import file_groups
+
+    access = file_groups(files, paths, groups)
     run = _Run(wiring, progress)
+    run.groups, run.keep_open = access, keep_open
     run.total = len(files)
     try:
         todo = run.plan(files)

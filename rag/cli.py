@@ -27,6 +27,7 @@ import typer
 from evals.cli import eval_command, judge_meta_command
 from ingest.cli import demo_command, ingest_command
 from rag.commands import ask_command, search_command, serve_llm_command
+from server.cli import keys_app, serve_command, users_app
 from ui.cli import chat_command
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("eval", eval_command),
     ("judge-meta", judge_meta_command),
     ("serve-llm", serve_llm_command),
+    ("serve", serve_command),
 )
 
 
@@ -82,6 +84,13 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
 
 for _name, _func in COMMANDS:
     app.command(_name)(guarded(_func))
+
+# command groups (`rag users add ...`, `rag keys create ...`): every subcommand gets the same error policy
+for _group in (users_app, keys_app):
+    for _info in _group.registered_commands:
+        _info.callback = guarded(_info.callback) if _info.callback else None
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

@@ -236,6 +236,21 @@ class Collection:
         return report
 
     # -- lifetime ---------------------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Make what was written durable and keep the store open (a server goes on serving from it): the FAISS
+        index file is written, the memory store saved (its ``close`` only saves), Qdrant's engine flushed."""
+        store = self._store
+        if store is None:
+            return
+        checkpoint = getattr(store, "checkpoint", None)
+        if callable(checkpoint):
+            checkpoint()
+        elif type(store).__name__ == "MemoryStore":
+            store.close()
+        elif callable(getattr(store, "optimize", None)):
+            store.optimize()  # type: ignore[attr-defined]
+
+    # -- lifetime ---------------------------------------------------------------------------------------------------
     def close(self) -> None:
         """Flush and release the store and the manifest (the next use opens them again)."""
         store, manifest = self._store, self._manifest

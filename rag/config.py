@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -131,6 +132,48 @@ class IngestSettings(BaseModel):
     max_file_mb: float = Field(512.0, gt=0, description="files larger than this are skipped and reported")
     workers: int = Field(2, ge=1, description="parallel file parsers")
     include: list[str] = Field(default_factory=lambda: ["*.pdf", "*.md", "*.markdown", "*.txt", "*.html", "*.htm"])
+    # Folders on the server that admins may index from the web app or the API ("index a folder on this machine");
+    # empty: none. RAG_INGEST__ALLOWED_ROOTS=/srv/docs,/mnt/share
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                import json
+
+                return json.loads(v)
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+
+class AuthSettings(BaseModel):
+    """Sign-in for the web app and the HTTP API (users, keys and grants live in ``<data_dir>/identity.sqlite``)."""
+
+    # auto: on whenever the app or the API listens on a non-loopback address; off on 127.0.0.1 (one local user)
+    mode: Literal["auto", "on", "off"] = "auto"
+    db_path: Path | None = None  # default: <data_dir>/identity.sqlite
+    # created as an admin on the first start when the database has no user (e.g. from a Docker secret file)
+    initial_admin: str = "admin"
+    initial_admin_password: SecretStr | None = None
+    initial_admin_password_file: Path | None = None
+
+
+class ServerSettings(BaseModel):
+    """``rag serve``: the HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_mb: float = Field(
+        64.0, gt=0, description="largest request body (an upload of several files) in MB; bigger gets HTTP 413"
+    )
+    max_json_kb: int = Field(512, ge=1, description="largest JSON request (chat history, search) in KB")
+    ingest_workers: int = Field(1, ge=1, description="background ingestion jobs run at once")
+    retrieval_threads: int = Field(
+        2, ge=1, description="searches computed at once (CPU-bound); more wait their turn in arrival order"
+    )
 
 
 class UISettings(BaseModel):
@@ -158,6 +201,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     ingest: IngestSettings = IngestSettings()
     ui: UISettings = UISettings()
+    auth: AuthSettings = AuthSettings()
+    server: ServerSettings = ServerSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -193,6 +238,11 @@ class Settings(BaseSettings):
     @property
     def judge_cache_path(self) -> Path:
         return Path(self.data_dir).expanduser() / "judge-cache"
+
+    @property
+    def identity_path(self) -> Path:
+        """The users/keys/grants database (``rag.identity``)."""
+        return Path(self.auth.db_path or Path(self.data_dir) / "identity.sqlite").expanduser()
 
 
 def config_file() -> Path | None:

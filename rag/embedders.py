@@ -326,6 +326,9 @@ class _OnnxRunner:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # No spin-waiting between operators: with several requests embedding queries at once on a busy 2-core machine
+        # the spinning threads starved each other (single-query p50 ~2x worse: docs/benchmarks.md, rag serve load).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))

@@ -2,9 +2,11 @@
 
 A filter maps a field to the value(s) it must have: ``{"file_type": "pdf"}`` keeps PDF chunks,
 ``{"source": ["/a.md", "/b.md"]}`` keeps the chunks of two files (a sequence means any-of), and every field given
-must match. ``normalize`` validates once; ``matches`` is the reference meaning (the memory store and BM25 use it);
-``to_sql`` and ``to_qdrant`` translate the same meaning for the FAISS store's SQLite and for Qdrant. The store
-contract suite checks that every backend gives the reference answers.
+must match. One field has its own meaning: ``{"groups": ["hr", "finance"]}`` is the access filter (built by
+``rag.policy`` from who asks), which keeps public chunks (no groups) and chunks sharing at least one group with the
+list; ``{"groups": []}`` keeps public chunks only. ``normalize`` validates once; ``matches`` is the reference
+meaning (the memory store and BM25 use it); ``to_sql`` and ``to_qdrant`` translate the same meaning for the FAISS
+store's SQLite and for Qdrant. The store contract suite checks that every backend gives the reference answers.
 
 Example::
 
@@ -22,7 +24,7 @@ from typing import Any
 from rag.errors import UsageError
 from rag.types import Chunk, Filters
 
-FILTER_FIELDS = ("source", "file_type", "page")
+FILTER_FIELDS = ("source", "file_type", "page", "groups")
 Normalized = dict[str, tuple[Any, ...]]
 
 
@@ -49,7 +51,10 @@ def normalize(filters: Filters | None) -> Normalized:
 def matches(chunk: Chunk, filters: Filters | Normalized | None) -> bool:
     """Whether ``chunk`` passes ``filters``: the reference semantics every store implements."""
     for key, allowed in normalize(filters).items():
-        if getattr(chunk, key) not in allowed:
+        if key == "groups":  # public, or one shared group
+            if chunk.groups and not set(chunk.groups).intersection(allowed):
+                return False
+        elif getattr(chunk, key) not in allowed:
             return False
     return True
 
@@ -62,6 +67,14 @@ def to_sql(filters: Filters | None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     for key, allowed in norm.items():
+        if key == "groups":  # a JSON array column; NULL (written before groups existed) and [] are public
+            shared = ""
+            if allowed:
+                marks = ",".join("?" * len(allowed))
+                shared = f" OR EXISTS (SELECT 1 FROM json_each(chunks.groups) WHERE value IN ({marks}))"
+            clauses.append(f"(groups IS NULL OR groups = '[]'{shared})")
+            params.extend(allowed)
+            continue
         if not allowed:
             clauses.append("0")  # an empty any-of matches nothing
             continue
@@ -77,6 +90,14 @@ def to_qdrant(filters: Filters | None, models: Any) -> Any:
         return None
     must = []
     for key, allowed in norm.items():
+        if key == "groups":  # a payload pre-filter: no groups (missing, null or []) or a shared one
+            empty = (models.IsEmptyCondition(key="groups") if models.__name__ == "qdrant_edge"
+                     else models.IsEmptyCondition(is_empty=models.PayloadField(key="groups")))  # fmt: skip
+            should = [empty]
+            if allowed:
+                should.append(models.FieldCondition(key="groups", match=models.MatchAny(any=list(allowed))))
+            must.append(models.Filter(should=should))
+            continue
         # MatchAny over no values matches nothing, as an empty any-of should
         match = models.MatchValue(value=allowed[0]) if len(allowed) == 1 else models.MatchAny(any=list(allowed))
         must.append(models.FieldCondition(key=key, match=match))

@@ -79,16 +79,21 @@ def text_similarity(a: Counter[str], b: Counter[str]) -> float:
     return dot / math.sqrt(sum(v * v for v in a.values()) * sum(v * v for v in b.values()))
 
 
-def remove_near_duplicates(hits: Sequence[ScoredChunk], threshold: float) -> list[ScoredChunk]:
+def remove_near_duplicates(
+    hits: Sequence[ScoredChunk], threshold: float, limit: int | None = None
+) -> list[ScoredChunk]:
     """Drop each hit whose text is at least ``threshold`` similar to a better-ranked one kept before it.
 
     Copies of one paragraph in several files (or overlapping chunks of one file) would otherwise fill the prompt
-    with the same words. ``threshold >= 1`` drops only exact duplicates.
+    with the same words. ``threshold >= 1`` drops only exact duplicates. ``limit``: stop once that many are kept
+    (the same first ``limit`` hits; comparing all 60 fused candidates pairwise cost ~15 ms a query).
     """
     kept: list[ScoredChunk] = []
     bags: list[Counter[str]] = []
     hashes: set[str] = set()
     for hit in hits:
+        if limit is not None and len(kept) >= limit:
+            break
         if hit.chunk.content_hash in hashes:
             continue
         bag = _bag(hit.chunk.text)
@@ -183,7 +188,7 @@ class Retriever:
                 log.warning("BM25 index unavailable, hybrid falls back to dense: %s", e)
                 lexical = []
             hits = rrf_fuse({"dense": dense, "bm25": lexical}, s.rrf_k)
-        hits = remove_near_duplicates(hits, s.dedup_threshold)
+        hits = remove_near_duplicates(hits, s.dedup_threshold, limit=max(RERANK_MAX, k) if use_rerank else k)
         if use_rerank:
             hits = rerank(query, hits[: max(RERANK_MAX, k)], self.reranker)
         return [replace(h, stages={**h.stages, "final_rank": float(i)}) for i, h in enumerate(hits[:k], start=1)]

@@ -27,8 +27,10 @@ FilterValue = str | int | Sequence[str] | Sequence[int]
 Filters = Mapping[str, FilterValue]
 """Metadata filters: exact match on ``source``, ``file_type`` or ``page``; a sequence value means any-of.
 
-``{"file_type": "pdf"}`` keeps PDF chunks; ``{"source": ["/a.md", "/b.md"]}`` keeps chunks of two files. Their one
-meaning, and its translation for each engine, is ``rag.filters``.
+``{"file_type": "pdf"}`` keeps PDF chunks; ``{"source": ["/a.md", "/b.md"]}`` keeps chunks of two files.
+``{"groups": ["hr", "finance"]}`` is the access filter: public chunks (no groups) and chunks sharing a group with the
+list; ``{"groups": []}`` keeps public chunks only (``rag.policy`` builds it from who asks). Their one meaning, and its
+translation for each engine, is ``rag.filters``.
 """
 
 
@@ -57,6 +59,12 @@ class Chunk:
     content_hash: str  # sha256 of ``text``
     file_hash: str
     file_type: str
+    # Access groups of the document (set at ingestion); empty: everyone who may read the collection sees it.
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.groups, tuple):  # read back from JSON or a store as a list
+            object.__setattr__(self, "groups", tuple(self.groups or ()))
 
 
 @dataclass(frozen=True)

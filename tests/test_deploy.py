@@ -27,11 +27,13 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 PROFILES = {
-    "default": ((), {"vllm", "qdrant", "ui", "ingest"}),
-    "cluster": (("cluster",), {"qdrant-node1", "qdrant-node2", "qdrant-node3", "ui-cluster", "ingest-cluster"}),
+    "default": ((), {"vllm", "qdrant", "ui", "api", "ingest"}),
+    "cluster": (("cluster",), {"qdrant-node1", "qdrant-node2", "qdrant-node3", "ui-cluster", "api-cluster",
+                               "ingest-cluster"}),
     "embed": (("embed",), {"embed"}),
 }
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$\$")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}|\$\$")
+REQUIRED = {"QDRANT_API_KEY": "test-qdrant-key"}  # variables the file refuses to start without (${VAR:?message})
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
@@ -59,7 +61,7 @@ def _clean_env() -> dict[str, str]:
     """This process's environment without the variables the compose file reads, so the file's defaults are tested."""
     text = COMPOSE.read_text()
     used = {m.group(1) for m in _VAR.finditer(text) if m.group(1)}
-    return {k: v for k, v in os.environ.items() if k not in used and k != "COMPOSE_PROFILES"}
+    return {**{k: v for k, v in os.environ.items() if k not in used and k != "COMPOSE_PROFILES"}, **REQUIRED}
 
 
 def _run_compose(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProcess[str]:
@@ -74,13 +76,15 @@ def _run_compose(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProces
 
 
 def _interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``$$`` (enough for this file), applied to every string."""
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` and ``$$`` (enough for this file)."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
-            return env.get(m.group(1)) or (m.group(2) or "")
+            if m.group(2) == "?" and not env.get(m.group(1)):
+                raise KeyError(f"{m.group(1)} is required: {m.group(3)}")
+            return env.get(m.group(1)) or (m.group(3) if m.group(2) == "-" else "") or ""
 
         return _VAR.sub(sub, value)
     if isinstance(value, list):
@@ -92,7 +96,7 @@ def _interpolate(value: Any, env: dict[str, str]) -> Any:
 
 def _load(env: dict[str, str] | None = None) -> dict[str, Any]:
     raw = yaml.safe_load(COMPOSE.read_text())  # resolves the anchors and `<<` merges like Compose does
-    return _interpolate(raw, env or {})
+    return _interpolate(raw, {**REQUIRED, **(env or {})})
 
 
 def _services() -> dict[str, dict[str, Any]]:
@@ -151,7 +155,7 @@ def test_compose_config_validates(profile: str) -> None:
 
 def test_only_the_single_gpu_stack_starts_by_default() -> None:
     unprofiled = {name for name, svc in _services().items() if not svc.get("profiles")}
-    assert unprofiled == {"vllm", "qdrant", "ui", "ingest"}, (
+    assert unprofiled == {"vllm", "qdrant", "ui", "api", "ingest"}, (
         "the cluster and embed services must wait for their profile"
     )
 
@@ -207,7 +211,7 @@ def test_the_checker_catches_a_misspelt_setting() -> None:
     assert not _setting_path_exists("RAG_LLM__BASE_URL__X")
 
 
-@pytest.mark.parametrize("service", ["ui", "ingest", "ui-cluster", "ingest-cluster"])
+@pytest.mark.parametrize("service", ["ui", "api", "ingest", "ui-cluster", "api-cluster", "ingest-cluster"])
 def test_compose_environment_parses_into_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = _environment(_services()[service])
     settings = _settings_from(env, monkeypatch)
@@ -259,7 +263,7 @@ def test_official_images_gpu_reservation_and_model_cache() -> None:
 
 def test_ui_waits_for_healthy_dependencies_and_binds_to_loopback() -> None:
     services = _services()
-    for name in ("ui", "ui-cluster", "ingest", "ingest-cluster"):
+    for name in ("ui", "ui-cluster", "api", "api-cluster", "ingest", "ingest-cluster"):
         for dep, cond in services[name]["depends_on"].items():
             assert cond == {"condition": "service_healthy"}, (name, dep)
             assert "healthcheck" in services[dep], f"{name} waits for {dep}, which has no health check"
@@ -271,9 +275,10 @@ def test_ui_waits_for_healthy_dependencies_and_binds_to_loopback() -> None:
     data = {
         s: next(v for v in services[s]["volumes"] if v.endswith(":/data"))
         for s in services
-        if "ingest" in s or "ui" in s
+        if "ingest" in s or "ui" in s or "api" in s
     }
-    assert data["ui"] == data["ingest"] and data["ui-cluster"] == data["ingest-cluster"] != data["ui"]
+    assert data["ui"] == data["ingest"] == data["api"]
+    assert data["ui-cluster"] == data["ingest-cluster"] == data["api-cluster"] != data["ui"]
 
 
 def test_qdrant_cluster_nodes_bootstrap_from_the_first() -> None:
@@ -311,7 +316,7 @@ def test_dockerfile_runs_rag_subcommands() -> None:
     _check_rag_command(cmd)
 
 
-@pytest.mark.parametrize("service", ["ui", "ingest", "ui-cluster", "ingest-cluster"])
+@pytest.mark.parametrize("service", ["ui", "api", "ingest", "ui-cluster", "api-cluster", "ingest-cluster"])
 def test_compose_app_commands_are_rag_subcommands(service: str) -> None:
     _check_rag_command(_services()[service]["command"])
 
@@ -347,3 +352,43 @@ def test_dockerignore_keeps_what_the_build_copies_and_drops_secrets() -> None:
     assert copied and not [c for c in copied if ignored(c.rstrip("/"))], copied
     for must_drop in (".venv", ".env", "rag.toml", "test-artifacts"):
         assert ignored(must_drop), must_drop
+
+
+# ------------------------------------------------------------------------------------------------ security defaults
+@pytest.mark.parametrize("service", ["ui", "api", "ui-cluster", "api-cluster"])
+def test_ui_and_api_start_with_sign_in_and_an_initial_admin_from_a_secret(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = _services()[service]
+    settings = _settings_from(_environment(svc), monkeypatch)
+    assert settings.auth.mode == "on"
+    assert settings.auth.initial_admin_password is None  # never a password in the environment
+    assert settings.auth.initial_admin_password_file == Path("/run/secrets/admin_password")
+    assert "admin_password" in svc["secrets"]
+    assert _load()["secrets"]["admin_password"]["file"] == "./secrets/admin_password"
+
+
+def test_qdrant_requires_an_api_key_and_the_app_sends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    services = _services()
+    for node in ("qdrant", "qdrant-node1", "qdrant-node2", "qdrant-node3"):
+        assert services[node]["environment"]["QDRANT__SERVICE__API_KEY"] == REQUIRED["QDRANT_API_KEY"]
+    for app in ("ui", "api", "ingest", "ui-cluster", "api-cluster", "ingest-cluster"):
+        settings = _settings_from(_environment(services[app]), monkeypatch)
+        assert settings.store.qdrant_api_key == REQUIRED["QDRANT_API_KEY"]
+    with pytest.raises(KeyError, match="QDRANT_API_KEY"):
+        _interpolate(yaml.safe_load(COMPOSE.read_text()), {})  # no key: compose refuses to start
+
+
+@needs_compose
+def test_compose_refuses_to_start_without_a_qdrant_key() -> None:
+    env = {k: v for k, v in _clean_env().items() if k != "QDRANT_API_KEY"}
+    proc = subprocess.run([*COMPOSE_CMD, "-f", str(COMPOSE), "--project-directory", str(REPO), "config", "-q"],  # type: ignore[misc]
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert proc.returncode != 0 and "QDRANT_API_KEY" in proc.stderr + proc.stdout
+
+
+def test_the_api_listens_on_loopback_by_default_with_a_health_check() -> None:
+    services = _services()
+    for name in ("api", "api-cluster"):
+        assert services[name]["ports"] == ["127.0.0.1:8000:8000"]
+        assert "/healthz" in " ".join(services[name]["healthcheck"]["test"])

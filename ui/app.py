@@ -17,8 +17,9 @@ import streamlit as st
 
 from rag.config import Settings, load_settings
 from rag.errors import CollectionEmpty, CollectionNotFound, ConfigError, LLMError, RagError
+from rag.policy import Principal, can, folder_allowed, parse_groups, readable, retrieval_filters
 from rag.types import Answer, Message
-from ui import render, services
+from ui import access, render, services
 from ui.uploads import save_uploads, upload_dir
 
 EMPTY_INDEX = "No documents yet: upload some in **Documents**."
@@ -62,25 +63,36 @@ def _base_settings() -> Settings:
     return load_settings()  # read once: environment, .env, rag.toml; the sidebar overrides per session
 
 
-def sidebar() -> Settings:
+def base_settings() -> Settings:
     try:
-        base = _base_settings()
+        return _base_settings()
     except ConfigError as e:  # a malformed rag.toml or .env, or an invalid RAG_* variable: say which, stop there
         st.error(str(e), icon=":material/error:")
         st.stop()
+        raise  # unreachable: st.stop() ends the run
+
+
+def sidebar(who: Principal) -> Settings:
+    base = base_settings()
     with st.sidebar:
         st.title(":material/menu_book: Ask your documents")
         if st.button("New chat", icon=":material/add_comment:", width="stretch"):
             st.session_state.messages = []
         st.subheader("Settings")
-        known = services.collections(base)
-        options = known if base.collection in known else [base.collection, *known]
+        known = readable(who, services.collections(base))  # only the collections this user may read
+        creates = can(who, "write", "*")  # admins and editors of every collection may start a new one
+        if creates and base.collection not in known:
+            known = [base.collection, *known]
+        if not known:
+            st.info("No collection is shared with you yet: ask an admin for access.", icon=":material/info:")
+            st.stop()
+        default = base.collection if base.collection in known else known[0]
         collection = st.selectbox(
             "Collection",
-            options,
-            index=options.index(base.collection),
-            accept_new_options=True,
-            help="Type a new name to start a new collection.",
+            known,
+            index=known.index(default),
+            accept_new_options=creates,
+            help="Type a new name to start a new collection." if creates else "The collections shared with you.",
         )
         k = st.slider("Sources per answer (top-k)", 1, 20, base.retrieval.k)
         modes = list(services.RETRIEVAL_MODES)
@@ -93,14 +105,22 @@ def sidebar() -> Settings:
             horizontal=True,
             help="dense: embeddings only · hybrid: BM25 + embeddings, fused · reranked: hybrid, then a cross-encoder",
         )
-        with st.expander("Language model", expanded=False):
-            base_url = st.text_input(
-                "Endpoint",
-                base.llm.base_url or "",
-                placeholder=f"embedded local model ({base.llm.local_host}:{base.llm.local_port})",
-                help="Any OpenAI-compatible /v1 endpoint (vLLM, llama.cpp). Empty: the packaged local model.",
-            )
-            model = st.text_input("Model", base.llm.model or "", placeholder="the server's default")
+        base_url, model = base.llm.base_url or "", base.llm.model or ""
+        # Only an admin may point the app at another LLM endpoint: it would receive the documents' text.
+        if who.is_admin:
+            with st.expander("Language model", expanded=False):
+                base_url = st.text_input(
+                    "Endpoint",
+                    base.llm.base_url or "",
+                    placeholder=f"embedded local model ({base.llm.local_host}:{base.llm.local_port})",
+                    help="Any OpenAI-compatible /v1 endpoint (vLLM, llama.cpp). Empty: the packaged local model.",
+                )
+                model = st.text_input("Model", base.llm.model or "", placeholder="the server's default")
+        if who.name != Principal.local().name:
+            st.caption(f"Signed in as **{render.md_escape(who.name)}** ({who.role})")
+            if st.button("Sign out", icon=":material/logout:"):
+                access.sign_out()
+                st.rerun()
     try:
         return services.with_ui_choices(
             base, collection=collection or base.collection, k=k, mode=mode, base_url=base_url, model=model
@@ -179,7 +199,8 @@ def history() -> list[Message]:
     return turns
 
 
-def ask(question: str, settings: Settings, past: list[Message], has_documents: bool) -> dict[str, Any]:
+def ask(question: str, settings: Settings, past: list[Message], has_documents: bool,
+        who: Principal | None = None) -> dict[str, Any]:  # fmt: skip
     """Stream the answer into the page; return the message to keep in the history."""
     with st.chat_message("assistant"):
         if not has_documents:
@@ -190,7 +211,9 @@ def ask(question: str, settings: Settings, past: list[Message], has_documents: b
         text, answer = "", None
         try:
             pipeline = pipeline_for(settings)
-            for part in pipeline.stream(question, history=past, k=settings.retrieval.k):
+            # the access filter runs inside retrieval: what this user may not see never reaches the prompt
+            filters = retrieval_filters(who or Principal.local())
+            for part in pipeline.stream(question, history=past, k=settings.retrieval.k, filters=filters):
                 if isinstance(part, Answer):
                     answer = part
                 else:
@@ -216,7 +239,7 @@ def _explain(e: RagError, settings: Settings) -> str:
     return str(e)
 
 
-def chat_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> None:
+def chat_tab(settings: Settings, docs: list[tuple[str, int]] | None, who: Principal) -> None:
     messages = st.container()
     with messages:
         if not st.session_state.messages:
@@ -227,7 +250,7 @@ def chat_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> None:
                 )
             elif docs is not None:
                 st.info(EMPTY_INDEX, icon=":material/info:")
-                if services.sample_documents() and st.button(
+                if services.sample_documents() and can(who, "write", settings.collection) and st.button(
                     "Try it on the sample documents", icon=":material/science:"
                 ):
                     run_ingest(services.sample_documents(), settings)
@@ -239,13 +262,20 @@ def chat_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> None:
             past = history()
             st.session_state.messages.append({"role": "user", "content": question})
             show_message(st.session_state.messages[-1])
-            reply = ask(question, settings, past, has_documents=bool(docs) or docs is None)
+            reply = ask(question, settings, past, has_documents=bool(docs) or docs is None, who=who)
             st.session_state.messages.append(reply)
 
 
 # ----------------------------------------------------------------------------------------------------- documents
-def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> None:
+def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None, who: Principal) -> None:
+    if can(who, "write", settings.collection):
+        add_documents(settings, who)
+    show_documents(settings, docs, who)
+
+
+def add_documents(settings: Settings, who: Principal) -> None:
     st.subheader("Add documents")
+    local = who.name == Principal.local().name
     suffixes = sorted({p.rsplit(".", 1)[-1] for p in settings.ingest.include if "." in p})
     with st.form("upload", clear_on_submit=True, border=False):
         files = st.file_uploader(
@@ -255,21 +285,32 @@ def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> Non
             max_upload_size=settings.ui.max_upload_mb,
             help=f"Up to {settings.ui.max_upload_mb} MB per file; saved under {upload_dir(settings)}",
         )
+        groups_text = st.text_input(
+            "Access groups (optional)", placeholder="e.g. hr, finance",
+            help="Only members of these groups will see the documents; empty: everyone who may read the collection.",
+        )
         upload = st.form_submit_button("Upload and index", type="primary", icon=":material/upload:")
     if upload:
+        try:
+            groups = parse_groups(groups_text)
+        except ValueError as e:
+            st.error(str(e), icon=":material/error:")
+            return
         if not files:
             st.warning("Choose some files first.")
         else:
             try:
-                result = save_uploads(files, settings)
+                result = save_uploads(files, settings, user=None if local else who.name)
             except RagError as e:
                 st.error(f"Upload failed: {e}", icon=":material/error:")
             else:
                 for name, why in result.rejected:
                     st.error(f"Upload failed for {name}: {why}", icon=":material/error:")
                 if result.saved:
-                    run_ingest(list(result.saved), settings)
+                    run_ingest(list(result.saved), settings, groups)
 
+    if not who.is_admin:
+        return  # indexing folders of the server is for admins only
     with st.form("folder", border=False):
         folder = st.text_input("…or index a folder on this machine", placeholder="/path/to/documents")
         index_folder = st.form_submit_button("Index folder", icon=":material/folder_open:")
@@ -277,11 +318,22 @@ def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> Non
         path = Path(folder.strip()).expanduser()
         if not folder.strip():
             st.warning("Type the path of a folder first.")
-        elif not path.exists():
-            st.error(f"No such file or folder: {path}", icon=":material/error:")
         else:
-            run_ingest([path], settings)
+            roots = settings.ingest.allowed_roots
+            try:
+                # signed-in admins index only below the allowed roots; the local operator too once roots are set
+                if roots or not local:
+                    path = folder_allowed(path, roots)
+            except RagError as e:
+                st.error(str(e), icon=":material/error:")
+                return
+            if not path.exists():
+                st.error(f"No such file or folder: {path}", icon=":material/error:")
+            else:
+                run_ingest([path], settings)
 
+
+def show_documents(settings: Settings, docs: list[tuple[str, int]] | None, who: Principal) -> None:
     if st.session_state.get("last_summary"):
         show_summary(st.session_state.last_summary)
 
@@ -297,6 +349,8 @@ def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> Non
         width="stretch",
         column_config={"chunks": st.column_config.NumberColumn(width="small")},
     )
+    if not can(who, "write", settings.collection):
+        return
     sources = [s for s, _ in docs]
     with st.form("delete", border=False):
         victim = st.selectbox("Remove a document from the index", sources, format_func=lambda s: Path(s).name)
@@ -310,13 +364,13 @@ def documents_tab(settings: Settings, docs: list[tuple[str, int]] | None) -> Non
             return
         _pipeline.clear()  # reopen the index on the next question
         uploaded = upload_dir(settings).resolve()
-        if Path(victim).resolve().parent == uploaded:
+        if uploaded in Path(victim).resolve().parents:
             Path(victim).unlink(missing_ok=True)  # else the next folder index of uploads would bring it back
         st.session_state.flash = f"Deleted {Path(victim).name} ({removed} chunks)."
         st.rerun()
 
 
-def run_ingest(paths: list[Path], settings: Settings) -> None:
+def run_ingest(paths: list[Path], settings: Settings, groups: tuple[str, ...] = ()) -> None:
     bar = st.progress(0.0, text="Starting…")
     ctx = _script_ctx()
 
@@ -327,7 +381,8 @@ def run_ingest(paths: list[Path], settings: Settings) -> None:
 
     _pipeline.clear()  # the index is about to change: let go of the open one
     try:
-        summary = services.ingest(paths, settings, progress=progress, embedder=embedder_for(settings))
+        extra = {"groups": groups} if groups else {}
+        summary = services.ingest(paths, settings, progress=progress, embedder=embedder_for(settings), **extra)
     except RagError as e:
         bar.empty()
         st.error(f"Indexing failed: {e}", icon=":material/error:")
@@ -380,10 +435,13 @@ def _attach(ctx: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- page
-def load_documents(settings: Settings) -> list[tuple[str, int]] | None:
-    """The collection's documents, or None (with a message) when the index cannot be read."""
+def load_documents(settings: Settings, who: Principal) -> list[tuple[str, int]] | None:
+    """The collection's documents this user may see, or None (with a message) when the index cannot be read."""
+    filters = retrieval_filters(who)
     try:
-        return services.list_documents(settings, embedder=embedder_for(settings))
+        if filters is None:
+            return services.list_documents(settings, embedder=embedder_for(settings))
+        return services.list_documents(settings, embedder=embedder_for(settings), filters=filters)
     except RagError as e:
         st.error(str(e), icon=":material/error:")
         return None
@@ -393,16 +451,17 @@ def main() -> None:
     st.set_page_config(page_title="Ask your documents", page_icon=":material/menu_book:", layout="centered")
     st.session_state.setdefault("messages", [])
     st.html(_CSS)
-    settings = sidebar()
-    docs = load_documents(settings)
+    who = access.gate(base_settings())
+    settings = sidebar(who)
+    docs = load_documents(settings, who)
     if st.session_state.get("flash"):
         st.toast(st.session_state.flash, icon=":material/check_circle:")
         st.session_state.flash = None
     chat, documents = st.tabs([":material/chat: Chat", ":material/description: Documents"])
     with chat:
-        chat_tab(settings, docs)
+        chat_tab(settings, docs, who)
     with documents:
-        documents_tab(settings, docs)
+        documents_tab(settings, docs, who)
 
 
 main()

@@ -68,9 +68,32 @@ def chat_command(
         except RagError as e:
             # The app still opens (documents can be indexed); questions will show this same message.
             typer.secho(f"warning: {e}", fg=typer.colors.YELLOW, err=True)
+    import os
+
+    from rag.policy import auth_required
+
+    env = dict(os.environ)
+    if auth_required(settings.auth.mode, host):
+        # Sign-in is on (a non-loopback address, or RAG_AUTH__MODE=on): the app shows a login form.
+        from rag.identity import IdentityStore, ensure_initial_admin
+
+        try:
+            if ensure_initial_admin(settings):
+                typer.echo(f"Created the initial admin {settings.auth.initial_admin!r}.", err=True)
+            if not IdentityStore(settings.identity_path).has_users():
+                typer.secho("error: sign-in is on but there is no user: `rag users add NAME --role admin`, or set "
+                            "RAG_AUTH__INITIAL_ADMIN_PASSWORD(_FILE)", fg=typer.colors.RED, err=True)
+                raise typer.Exit(2)
+        except RagError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        env["RAG_AUTH__MODE"] = "on"
+        typer.echo("Sign-in is on (users: rag users list).", err=True)
+    else:
+        env["RAG_AUTH__MODE"] = "off"
     typer.echo(f"Open http://{host}:{port} in your browser (Ctrl+C to stop).", err=True)
     try:
-        code = subprocess.call(streamlit_command(host, port, settings.ui.max_upload_mb))
+        code = subprocess.call(streamlit_command(host, port, settings.ui.max_upload_mb), env=env)
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)

@@ -22,7 +22,7 @@ from rag.collection import NAME as _COLLECTION
 from rag.collection import list_collections
 from rag.config import Settings
 from rag.errors import ConfigError
-from rag.types import Embedder, LLMClient
+from rag.types import Embedder, Filters, LLMClient
 
 if TYPE_CHECKING:  # only for annotations: importing these pulls in the heavy stack
     from ingest.pipeline import IngestProgress, IngestSummary
@@ -94,17 +94,28 @@ def ingest(
     *,
     progress: Callable[[IngestProgress], None] | None,
     embedder: Embedder | None,
+    groups: Sequence[str] = (),
 ) -> IngestSummary:
     from ingest.pipeline import ingest_paths
 
-    return ingest_paths(list(paths), wiring(settings, embedder=embedder), progress=progress)
+    return ingest_paths(list(paths), wiring(settings, embedder=embedder), progress=progress, groups=groups)
 
 
-def list_documents(settings: Settings, *, embedder: Embedder | None = None) -> list[tuple[str, int]]:
-    """(source, chunk count) for every indexed document; empty when the collection does not exist yet."""
+def list_documents(
+    settings: Settings, *, embedder: Embedder | None = None, filters: Filters | None = None
+) -> list[tuple[str, int]]:
+    """(source, chunk count) for every indexed document that ``filters`` lets through (``rag.policy``'s access
+    filter for the signed-in user); empty when the collection does not exist yet."""
     collection = wiring(settings, embedder=embedder).collection()
     try:
-        return collection.documents()
+        if filters is None:
+            return collection.documents()
+        if not collection.exists():
+            return []
+        counts: dict[str, int] = {}
+        for chunk in collection.store.chunks(filters):
+            counts[chunk.source] = counts.get(chunk.source, 0) + 1
+        return sorted(counts.items())
     finally:
         collection.close()
 

@@ -16,8 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,44 +24,7 @@ from typing import Protocol
 
 from rag.config import Settings
 from rag.errors import IngestError
-
-FALLBACK_NAME = "upload"
-_UNSAFE = re.compile(r'[<>:"|?*\x00]')  # reserved on Windows/macOS file systems or in shells' globbing
-_MAX_NAME_BYTES = 255  # the usual file-name limit (ext4, APFS, NTFS)
-
-
-def sanitize_filename(name: str) -> str:
-    """A safe single-component file name for ``name``: no directories, no control characters, never empty.
-
-    >>> sanitize_filename("..")
-    'upload'
-    >>> sanitize_filename("报告.md")
-    '报告.md'
-    """
-    name = unicodedata.normalize("NFC", name or "")
-    # Browsers on Windows may send backslash paths; keep only the last component of either separator.
-    name = re.split(r"[\\/]", name)[-1]
-    # Control and format characters (newlines, RTL overrides that disguise a suffix) are dropped.
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = _UNSAFE.sub("_", name)
-    name = re.sub(r"\s+", " ", name).strip()
-    # Leading dots would make "..", "." or a hidden file; trailing dots/spaces are stripped by Windows anyway.
-    name = name.lstrip(".").rstrip(". ")
-    if not name:
-        return FALLBACK_NAME
-    return _truncate(name)
-
-
-def _truncate(name: str) -> str:
-    """Cut ``name`` to 255 UTF-8 bytes, keeping its suffix so the right loader still picks it up."""
-    if len(name.encode()) <= _MAX_NAME_BYTES:
-        return name
-    suffix = Path(name).suffix if len(Path(name).suffix) <= 16 else ""
-    stem = name[: len(name) - len(suffix)] if suffix else name
-    budget = _MAX_NAME_BYTES - len(suffix.encode())
-    while len(stem.encode()) > budget:
-        stem = stem[:-1]
-    return stem + suffix
+from rag.filenames import FALLBACK_NAME, sanitize_filename  # noqa: F401  (re-exported)
 
 
 def upload_dir(settings: Settings) -> Path:
@@ -89,12 +50,17 @@ class SavedUploads:
     rejected: tuple[tuple[str, str], ...]  # (name as uploaded, why)
 
 
-def save_uploads(files: Iterable[UploadedFileLike], settings: Settings) -> SavedUploads:
-    """Write ``files`` under :func:`upload_dir`, rejecting those over ``settings.ui.max_upload_mb``.
+def save_uploads(files: Iterable[UploadedFileLike], settings: Settings, *, user: str | None = None) -> SavedUploads:
+    """Write ``files`` under :func:`upload_dir` (a signed-in ``user``'s own folder in it), rejecting those over
+    ``settings.ui.max_upload_mb`` and those of a type ingestion does not read (the browser's filter is not trusted).
 
-    Two uploads that sanitize to the same name keep the last one (re-uploading a file updates it in the index).
+    Two uploads that sanitize to the same name keep the last one (re-uploading a file updates it in the index); one
+    user's upload never replaces another's.
     """
-    target = upload_dir(settings)
+    import fnmatch
+
+    target = upload_dir(settings) / sanitize_filename(user) if user else upload_dir(settings)
+    patterns = [p.lower() for p in settings.ingest.include]
     limit = settings.ui.max_upload_mb * 1024 * 1024
     saved: dict[Path, None] = {}
     rejected: list[tuple[str, str]] = []
@@ -102,7 +68,11 @@ def save_uploads(files: Iterable[UploadedFileLike], settings: Settings) -> Saved
         if f.size > limit:
             rejected.append((f.name, f"larger than the {settings.ui.max_upload_mb} MB upload limit (ui.max_upload_mb)"))
             continue
-        path = target / sanitize_filename(f.name)
+        name = sanitize_filename(f.name)
+        if not any(fnmatch.fnmatchcase(name.lower(), p) for p in patterns):
+            rejected.append((f.name, f"not a supported type ({', '.join(settings.ingest.include)})"))
+            continue
+        path = target / name
         # Belt and braces: whatever the sanitizer missed, nothing may land outside the upload folder.
         if path.resolve().parent != target.resolve():
             rejected.append((f.name, "unsafe file name"))

@@ -58,7 +58,9 @@ def point_id(chunk_id: str) -> str:
 
 
 def _payload(chunk: Chunk) -> dict[str, Any]:
-    return asdict(chunk)
+    payload = asdict(chunk)
+    payload["groups"] = list(chunk.groups)  # a keyword array: the access filter matches any of its values
+    return payload
 
 
 def _chunk(payload: dict[str, Any] | None) -> Chunk:
@@ -108,6 +110,7 @@ class QdrantEdgeStore:
                     ("source", qe.PayloadSchemaType.Keyword),
                     ("file_type", qe.PayloadSchemaType.Keyword),
                     ("page", qe.PayloadSchemaType.Integer),
+                    ("groups", qe.PayloadSchemaType.Keyword),
                 ):
                     self._shard.update(qe.UpdateOperation.create_field_index(field, schema))
                 self._shard.flush()
@@ -309,6 +312,7 @@ class QdrantClientStore:
                 ("source", m.PayloadSchemaType.KEYWORD),
                 ("file_type", m.PayloadSchemaType.KEYWORD),
                 ("page", m.PayloadSchemaType.INTEGER),
+                ("groups", m.PayloadSchemaType.KEYWORD),
             ):
                 self._client.create_payload_index(name, field, schema, wait=True)
 

@@ -111,7 +111,7 @@ def test_a_second_process_gets_a_clear_error_while_the_folder_is_open(mode: str)
 def test_embedded_creates_payload_indexes_on_the_filter_fields() -> None:
     store = store_for(settings("embedded"), 8, "m")
     assert isinstance(store, QdrantEdgeStore)
-    assert store.info()["payload_indexes"] == 3  # source, file_type, page (the HNSW graph: test_store_contract.py)
+    assert store.info()["payload_indexes"] == 4  # source, file_type, page, groups (HNSW: test_store_contract.py)
     store.close()
 
 

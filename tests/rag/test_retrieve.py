@@ -148,3 +148,17 @@ def test_missing_bm25_index_is_built_once_from_the_store_and_new_versions_are_pi
     # ingestion writes a new version: the next query sees it without restarting
     build_bm25_index(DOCS, tmp_path / "new-bm25")
     assert r.search("XJ-4417 pump", mode="bm25")[0].chunk.id == "c4"
+
+
+def test_near_duplicate_removal_with_a_limit_keeps_the_same_first_hits() -> None:
+    from rag.retrieve import remove_near_duplicates
+    from rag.types import Chunk, ScoredChunk
+
+    words = ["alpha beta gamma", "alpha beta gamma", "delta epsilon", "alpha beta gamma delta", "zeta eta",
+             "zeta eta", "theta iota", "kappa lambda"]  # fmt: skip
+    hits = [ScoredChunk(Chunk(id=str(i), text=t, source="/s", page=None, start=0, end=1, content_hash=f"h{i}",
+                              file_hash="f", file_type="txt"), 1.0 - i / 10) for i, t in enumerate(words)]  # fmt: skip
+    full = remove_near_duplicates(hits, 0.95)
+    assert [h.chunk.id for h in full] == ["0", "2", "3", "4", "6", "7"]
+    for limit in range(1, 8):
+        assert remove_near_duplicates(hits, 0.95, limit=limit) == full[:limit]

@@ -69,3 +69,17 @@ def test_rebuild_replaces_the_index_atomically(tmp_path: Path) -> None:
 def test_missing_index_says_to_ingest(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="rag ingest"):
         BM25Index.load(tmp_path / "nothing")
+
+
+def test_access_groups_filter_applies_to_bm25_before_ranking(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    secret = replace(_chunk(9, "Cell budget: the cell salary table for the cell team.", "/docs/hr/pay.md", None, "md"),
+                     groups=("hr",))
+    build_bm25_index([*CHUNKS, secret], tmp_path / "bm25")
+    index = BM25Index.load(tmp_path / "bm25")
+    assert index.search("cell salary", k=1)[0].chunk == secret  # groups survive the on-disk round trip
+    outsider = index.search("cell salary", k=5, filters={"groups": ["finance"]})
+    assert outsider and "c9" not in {h.chunk.id for h in outsider}
+    assert {h.chunk.id for h in outsider} == {"c0", "c3"}
+    assert index.search("cell salary", k=1, filters={"groups": ["hr"]})[0].chunk.id == "c9"

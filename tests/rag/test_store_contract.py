@@ -106,6 +106,7 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 64) -> np.ndarray:
 
 
 FILE_TYPES = ("pdf", "md", "txt", "html")
+GROUPS = ((), ("hr",), ("finance",), ("finance", "hr"), ("legal",), ())  # per source: who may read the file
 
 
 def make_chunks(n: int, *, sources: int = 7, prefix: str = "c") -> list[Chunk]:
@@ -119,7 +120,7 @@ def make_chunks(n: int, *, sources: int = 7, prefix: str = "c") -> list[Chunk]:
                 id=f"{prefix}{i:06d}", text=text, source=source,
                 page=(i // sources) % 5 + 1 if file_type == "pdf" else None,
                 start=i * 10, end=i * 10 + len(text), content_hash=f"h{i}", file_hash=f"f{i % sources}",
-                file_type=file_type,
+                file_type=file_type, groups=GROUPS[i % sources % len(GROUPS)],
             )
         )
     return out
@@ -256,6 +257,12 @@ FILTERS = [
     {"file_type": "pdf", "page": [2, 4]},
     {"file_type": "md", "page": 2},  # md chunks have no page: nothing matches
     {"source": []},  # any-of nothing: nothing matches
+    # the access filter: public chunks, or chunks sharing a group with the reader
+    {"groups": []},
+    {"groups": ["hr"]},
+    {"groups": "legal"},
+    {"groups": ["finance", "nobody"]},
+    {"groups": ["hr"], "file_type": ["md", "txt"]},
 ]
 
 
@@ -270,6 +277,30 @@ def test_filters(spec: Spec, opener: Callable[..., VectorStore], corpus: Any, fi
         hits = store.search(q, k=8, filters=filters)
         assert all(matches(h.chunk, filters) for h in hits)
         assert_same_hits(spec, hits, reference(chunks, vectors, q, 8, filters))
+    store.close()
+
+
+@pytest.mark.parametrize("groups", [[], ["hr"], ["legal", "finance"]])
+def test_access_groups_filter_runs_inside_the_search(
+    spec: Spec, opener: Callable[..., VectorStore], corpus: Any, groups: list[str]
+) -> None:
+    """A forbidden chunk never comes back, even as the exact nearest neighbour, and k is still filled with allowed
+    ones: the filter is applied by the search itself (pre-filter), not by hiding hits afterwards."""
+    chunks, vectors, _ = corpus
+    store = opener()
+    store.upsert(chunks, vectors)
+    forbidden = [i for i, c in enumerate(chunks) if c.groups and not set(c.groups) & set(groups)]
+    allowed = len(chunks) - len(forbidden)
+    assert forbidden and allowed >= 20
+    for i in forbidden[:: max(1, len(forbidden) // 6)]:
+        hits = store.search(vectors[i], k=20, filters={"groups": groups})  # the query IS the forbidden chunk
+        assert len(hits) == 20
+        assert chunks[i].id not in ids(hits)
+        assert all(not h.chunk.groups or set(h.chunk.groups) & set(groups) for h in hits)
+        assert_same_hits(spec, hits, reference(chunks, vectors, vectors[i], 20, {"groups": groups}))
+    # groups survive the round trip, and no filter means no restriction (the explicit local bypass)
+    assert {c.id: c.groups for c in store.chunks()} == {c.id: c.groups for c in chunks}
+    assert chunks[forbidden[0]].id in ids(store.search(vectors[forbidden[0]], k=1))
     store.close()
 
 

@@ -66,12 +66,20 @@ def test_save_uploads_stays_inside_the_collection_folder(tmp_path: Path) -> None
     )
     target = tmp_path / "uploads" / "papers"
     assert upload_dir(settings) == target
-    assert result.saved == (target / "outside.md", target / "upload")
+    assert result.saved == (target / "outside.md",)
     assert (target / "outside.md").read_bytes() == b"# hi"
     assert not (tmp_path / "outside.md").exists()
-    assert [name for name, _ in result.rejected] == ["big.txt"]
-    assert "1 MB" in result.rejected[0][1]
-    assert sorted(p.name for p in target.iterdir()) == ["outside.md", "upload"]  # no temp files left behind
+    assert [name for name, _ in result.rejected] == ["big.txt", ""]  # too big; no name, so no readable type
+    assert "1 MB" in result.rejected[0][1] and "supported type" in result.rejected[1][1]
+    assert sorted(p.name for p in target.iterdir()) == ["outside.md"]  # no temp files left behind
+
+
+def test_signed_in_uploads_go_to_the_users_folder_and_types_are_checked(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, collection="papers")
+    result = save_uploads([Upload("../../x.md", b"# x"), Upload("run.sh", b"rm -rf /"), Upload("a.PDF.exe", b"MZ")],
+                          settings, user="../bob")  # fmt: skip
+    assert result.saved == (tmp_path / "uploads" / "papers" / "bob" / "x.md",)
+    assert [name for name, _ in result.rejected] == ["run.sh", "a.PDF.exe"]
 
 
 def test_citations_become_badges_and_dollars_stay_literal() -> None:
