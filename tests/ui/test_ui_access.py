@@ -26,9 +26,8 @@ PASSWORDS = {"admin": "admin-password-1", "alice": "alice-password-1", "bob": "b
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_embedder: Any, _isolated_data_dir: Path
           ) -> Iterator[dict[str, Any]]:  # fmt: skip
-    import rag.embedders
     from ingest.pipeline import ingest_paths
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
     from ui import services
 
     allowed = tmp_path / "allowed"
@@ -50,13 +49,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_embedder: Any, _
     ids.add_user("eve", PASSWORDS["eve"], role="editor")
     for user, level in (("alice", "reader"), ("bob", "reader"), ("eve", "editor")):
         ids.grant(user, "team", level)
-    llm = QuotingLLM()
-    monkeypatch.setattr(rag.embedders, "load_embedder", lambda s: fake_embedder)
+    quoting = QuotingLLM()
     monkeypatch.setattr(services, "make_embedder", lambda s: fake_embedder)
     monkeypatch.setattr(services, "make_pipeline",
-                        lambda s, embedder, llm_factory=None, **kw: RagPipeline(s, embedder=fake_embedder, llm=llm))
+                        lambda s, embedder, llm=None: Wiring(s, embedder=fake_embedder, llm=quoting).pipeline())
     st.cache_resource.clear()
-    yield {"settings": settings, "llm": llm, "allowed": allowed}
+    yield {"settings": settings, "llm": quoting, "allowed": allowed}
     st.cache_resource.clear()
 
 
