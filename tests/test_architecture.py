@@ -28,7 +28,7 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
 def tree(tmp_path: Path) -> Path:
     if not LINT_IMPORTS.exists():
         pytest.skip("import-linter is not installed (bash .ci/setup)")
-    for name in ("rag", "ingest", "evals", "ui"):
+    for name in ("rag", "ingest", "evals", "ui", "server"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "data"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
@@ -46,3 +46,11 @@ def test_a_core_module_importing_a_face_breaks_the_contract(tree: Path) -> None:
     result = _lint(tree)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout and "rag.retrieve -> ingest" in result.stdout
+
+
+def test_the_app_and_the_api_do_not_import_each_other(tree: Path) -> None:
+    """ui and server are siblings: what both need (who may see what, file names) lives in the core."""
+    docs = tree / "server" / "documents.py"
+    docs.write_text(docs.read_text().replace("import hashlib\n", "import hashlib\n\nimport ui.uploads\n", 1))
+    result = _lint(tree)
+    assert result.returncode != 0 and "server.documents -> ui.uploads" in result.stdout

@@ -27,6 +27,7 @@ ARGS = {  # the least each command needs to get as far as reading its settings
     "eval": ["eval", "gold.jsonl"],
     "judge-meta": ["judge-meta"],
     "serve-llm": ["serve-llm", "--stop"],
+    "serve": ["serve", "--port", "1"],
 }
 
 

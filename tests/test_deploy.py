@@ -374,7 +374,8 @@ def test_qdrant_requires_an_api_key_and_the_app_sends_it(monkeypatch: pytest.Mon
         assert services[node]["environment"]["QDRANT__SERVICE__API_KEY"] == REQUIRED["QDRANT_API_KEY"]
     for app in ("ui", "api", "ingest", "ui-cluster", "api-cluster", "ingest-cluster"):
         settings = _settings_from(_environment(services[app]), monkeypatch)
-        assert settings.store.qdrant_api_key == REQUIRED["QDRANT_API_KEY"]
+        assert settings.store.qdrant_api_key is not None
+        assert settings.store.qdrant_api_key.get_secret_value() == REQUIRED["QDRANT_API_KEY"]
     with pytest.raises(KeyError, match="QDRANT_API_KEY"):
         _interpolate(yaml.safe_load(COMPOSE.read_text()), {})  # no key: compose refuses to start
 
