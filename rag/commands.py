@@ -21,6 +21,7 @@ import typer
 from rag.config import load_settings
 
 if TYPE_CHECKING:
+    from rag.config import Settings
     from rag.types import Answer, ScoredChunk
 
 
@@ -54,6 +55,24 @@ _TYPE = typer.Option(None, "--type", help="Only chunks of this file type: pdf, m
 _PAGE = typer.Option(None, "--page", help="Only chunks of this page (repeatable).")
 
 
+_AS_USER = typer.Option(
+    None, "--as-user", help="See only what this user may see (their collections and document groups); without it "
+    "the local command is the operator and sees everything.",
+)
+
+
+def _access(settings: Settings, user: str | None, filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``filters`` narrowed to what ``user`` may see (``rag.policy``); the local operator's own when no user."""
+    if user is None:
+        return filters  # the explicit local bypass: the CLI runs as the operator who owns the files
+    from rag.identity import IdentityStore
+    from rag.policy import require, retrieval_filters
+
+    principal = IdentityStore(settings.identity_path).principal(user)
+    require(principal, "read", settings.collection)
+    return retrieval_filters(principal, filters)
+
+
 # -- rag search -------------------------------------------------------------------------------------------------------
 
 
@@ -72,13 +91,14 @@ def search_command(
     source: list[str] | None = _SOURCE,
     file_type: list[str] | None = _TYPE,
     page: list[int] | None = _PAGE,
+    as_user: str | None = _AS_USER,
 ) -> None:
     """Find the chunks most relevant to QUERY (no LLM involved)."""
     from rag.wiring import Wiring
 
     settings = load_settings(**({"collection": collection} if collection else {}))
     t = time.perf_counter()
-    filters = _filters(source, file_type, page)
+    filters = _access(settings, as_user, _filters(source, file_type, page))
     hits = Wiring(settings).pipeline().retrieve(query, k=k, filters=filters, mode=mode, rerank=rerank)
     seconds = time.perf_counter() - t
     if json_out:
@@ -178,12 +198,14 @@ def ask_command(
     source: list[str] | None = _SOURCE,
     file_type: list[str] | None = _TYPE,
     page: list[int] | None = _PAGE,
+    as_user: str | None = _AS_USER,
 ) -> None:
     """Answer QUESTION from your documents, with numbered citations (file and page)."""
     from rag.wiring import Wiring
 
-    pipeline = Wiring(load_settings(**({"collection": collection} if collection else {}))).pipeline()
-    filters = _filters(source, file_type, page)
+    settings = load_settings(**({"collection": collection} if collection else {}))
+    filters = _access(settings, as_user, _filters(source, file_type, page))
+    pipeline = Wiring(settings).pipeline()
     if json_out:
         typer.echo(json.dumps(_answer_json(pipeline.answer(question, k=k, filters=filters)), ensure_ascii=False))
     elif no_stream:

@@ -85,3 +85,30 @@ def test_initial_admin_from_a_secret_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert ensure_initial_admin(settings) is True
     assert ensure_initial_admin(settings) is False  # only on an empty database
     assert IdentityStore(settings.identity_path).authenticate("admin", "from-a-docker-secret").is_admin
+
+
+def test_the_cli_is_the_operator_unless_told_to_see_as_a_user(tmp_path: Path, fake_embedder: object) -> None:
+    from ingest.pipeline import ingest_paths
+    from rag.config import Settings
+    from rag.identity import IdentityStore
+    from rag.wiring import overriding
+    from tests.server.conftest import SECRET_FILE, write_docs
+
+    docs = write_docs(tmp_path / "docs")
+    settings = Settings()
+    ingest_paths([docs["handbook"], docs["lunch"]], settings, embedder=fake_embedder)  # type: ignore[arg-type]
+    ingest_paths([docs["secret"]], settings, embedder=fake_embedder, groups=["hr"])  # type: ignore[arg-type]
+    ids = IdentityStore(settings.identity_path)
+    ids.add_user("bob", None)
+    ids.grant("bob", "default", "reader")
+    ids.add_user("carol", None)
+    runner = CliRunner()
+    with overriding(embedder=fake_embedder):
+        operator = runner.invoke(app, ["search", "salary of the chief engineer", "--json", "-k", "10"])
+        query = ["search", "salary of the chief engineer", "--json", "-k", "10"]
+        as_bob = runner.invoke(app, [*query, "--as-user", "bob"])
+        as_carol = runner.invoke(app, ["search", "salary", "--as-user", "carol"])
+    assert any(h["source"].endswith(SECRET_FILE) for h in json.loads(operator.stdout)["hits"])
+    hits = json.loads(as_bob.stdout)["hits"]
+    assert hits and not any(h["source"].endswith(SECRET_FILE) for h in hits)
+    assert as_carol.exit_code == 1 and "may not read" in as_carol.output
