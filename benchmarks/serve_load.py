@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
            "PYTHONPATH": str(ROOT), "RAG_LLM__MAX_TOKENS": str(args.max_tokens)}  # fmt: skip
     results: list[dict[str, Any]] = []
     procs: list[subprocess.Popen[bytes]] = []
+    llm: Any = None
     try:
         if args.scenario in ("search", "chat", "all"):
             llm_port = free_port()
@@ -180,10 +181,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                f"http://127.0.0.1:{llm_port}/v1/models", work / "fake-llm.log"))  # fmt: skip
             llm_url = f"http://127.0.0.1:{llm_port}/v1"
         else:
-            from rag.config import LLMSettings
+            from rag.config import LLMSettings, load_settings
             from rag.local_llm import start_server
 
-            llm = start_server(LLMSettings(local_port=free_port()), log_path=work / "llama.log")
+            llm = start_server(LLMSettings(local_port=free_port()), models_dir=load_settings().models_path,
+                               log_path=work / "llama.log")  # fmt: skip
             llm_url = llm.url
         urls: dict[str, str] = {}
         for threads in (args.compare_threads.split(",") if args.compare_threads else [""]):
@@ -217,7 +219,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         for p in procs:
             stop(p)
-        if args.scenario == "llm-queue":
+        if llm is not None:
             llm.stop()
     return results
 
