@@ -2,6 +2,9 @@
 
 Each line is ``{"question": str, "reference": str, "sources": ["file_name#page" or "file_name", ...]}``; an
 unanswerable question has ``"reference": ""`` and ``"sources": []`` (the system should decline to answer).
+Optional: ``"facts": ["1928", "Gershwin|George Gershwin"]``, the key facts a correct answer states (``|`` separates
+accepted spellings; scored by ``facts_in_answer``), and ``"kind"``, a label to break results down by
+(``"long_pdf"``, ``"near_duplicate"``, ``"two_passage"``, ``"unanswerable_in_domain"``...).
 
 Example::
 
@@ -53,6 +56,8 @@ class GoldExample:
     reference: str
     sources: tuple[str, ...]
     line: int  # 1-based line in the file, for messages
+    facts: tuple[str, ...] = ()  # key facts of a correct answer; "a|b" accepts either spelling
+    kind: str | None = None
 
     @property
     def id(self) -> str:
@@ -108,11 +113,19 @@ def load_dataset(path: str | Path) -> list[GoldExample]:
                 raise _fail(path, n, f"bad source {s!r}: {e}") from e
         if not reference.strip() and sources:
             raise _fail(path, n, "'sources' given but 'reference' is empty; an unanswerable question has neither")
+        facts, kind = obj.get("facts", []), obj.get("kind")
+        if not isinstance(facts, list) or not all(isinstance(f, str) and f.strip() for f in facts):
+            raise _fail(path, n, "'facts' must be a list of non-empty strings like \"1928\" or \"6 g|6g\"")
+        if kind is not None and not (isinstance(kind, str) and kind.strip()):
+            raise _fail(path, n, "'kind' must be a non-empty string")
         key = question.strip()
         if key in seen:
             raise _fail(path, n, f"duplicate question (first on line {seen[key]})")
         seen[key] = n
-        examples.append(GoldExample(question.strip(), reference.strip(), tuple(s.strip() for s in sources), n))
+        examples.append(
+            GoldExample(question.strip(), reference.strip(), tuple(s.strip() for s in sources), n,
+                        facts=tuple(f.strip() for f in facts), kind=kind.strip() if kind else None)
+        )  # fmt: skip
     if not examples:
         raise DatasetError(f"dataset {path} has no questions")
     return examples

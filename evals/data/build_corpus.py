@@ -1,14 +1,18 @@
-"""Rebuild the Wikipedia part of the evaluation corpus from the sample that ships inside gensim.
+"""Rebuild the Wikipedia part of the evaluation corpora from the sample that ships inside gensim.
 
 The corpus is committed; this script only documents (and reproduces) how the text files were made.
 It needs ``gensim`` (4.4.0 was used), which is not a project dependency:
 
     python -m venv /tmp/v && /tmp/v/bin/pip install gensim
     /tmp/v/bin/python evals/data/build_corpus.py evals/data/corpus
+    /tmp/v/bin/python evals/data/build_corpus.py evals/data/corpus_hard --set hard
 
 The PDFs come from Debian documentation packages, copied unchanged (see evals/data/README.md):
 
-    apt-get download texlive-latex-base-doc octave-doc && dpkg -x PKG.deb DIR
+    apt-get download texlive-latex-base-doc octave-doc r-doc-pdf && dpkg -x PKG.deb DIR
+
+(``corpus_hard`` also holds the LPPL 1.0/1.1/1.2 texts, gunzipped unchanged from texlive-latex-base-doc, and R's
+"R Installation and Administration" manual from r-doc-pdf.)
 
 Cleaning: gensim's ``filter_wiki`` removes markup; before it runs, a few templates whose text matters
 (``{{convert|55|to|80|cm}}`` -> "55 to 80 cm", ``{{lang|fr|...}}``) are expanded so measurements survive.
@@ -39,6 +43,14 @@ ARTICLES = {
     "Animalia (book)": "Animalia_book.txt",
     "Arraignment": "Arraignment.html",
 }
+# The harder set (corpus_hard/): two near-duplicate articles (two Apollo missions written to the same outline) and a
+# related one, so a retriever and a citation checker must tell apart passages that read alike.
+HARD_ARTICLES = {
+    "Apollo 8": "Apollo_8.md",
+    "Apollo 11": "Apollo_11.md",
+    "Astronaut": "Astronaut.txt",
+}
+SETS = {"default": ARTICLES, "hard": HARD_ARTICLES}
 DUMP = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 RANGE = {"to", "-", "–", "and", "or", "by", "x", "×"}
 _TAIL = "See also|Notes|References|Footnotes|External links|Further reading|Bibliography|Sources|Citations"
@@ -105,13 +117,13 @@ def to_html(title: str, markdown_text: str) -> str:
     )
 
 
-def main(out_dir: str) -> None:
+def main(out_dir: str, articles: dict[str, str] = ARTICLES) -> None:
     import gensim
     from gensim.corpora.wikicorpus import extract_pages
 
     dump = os.path.join(os.path.dirname(gensim.__file__), DUMP)
     for title, text, page_id in extract_pages(bz2.open(dump)):
-        name = ARTICLES.get(title)
+        name = articles.get(title)
         if name is None:
             continue
         body = clean(title, text, markdown=not name.endswith(".txt"))
@@ -123,4 +135,6 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus"))
+    args = [a for a in sys.argv[1:] if a != "--set" and a not in SETS]
+    chosen = sys.argv[sys.argv.index("--set") + 1] if "--set" in sys.argv else "default"
+    main(args[0] if args else os.path.join(os.path.dirname(__file__), "corpus"), SETS[chosen])

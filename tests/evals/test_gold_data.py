@@ -18,9 +18,11 @@ import pytest
 
 DATA = Path(__file__).resolve().parents[2] / "evals" / "data"
 CORPUS = DATA / "corpus"
+CORPUS_HARD = DATA / "corpus_hard"
 SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "samples"
 GOLD = DATA / "gold.jsonl"
 GOLD_CI = DATA / "gold_ci.jsonl"
+GOLD_HARD = DATA / "gold_hard.jsonl"
 
 STOPWORDS = set(
     """a an and are as at be been but by can did do does for from had has have how in into is it its itself of on or
@@ -47,25 +49,25 @@ def _normalize(text: str) -> str:
 
 
 @cache
-def _pdf_pages(name: str) -> tuple[str, ...]:
+def _pdf_pages(name: str, corpus: Path = CORPUS) -> tuple[str, ...]:
     from pypdf import PdfReader
 
-    return tuple(page.extract_text() or "" for page in PdfReader(CORPUS / name).pages)
+    return tuple(page.extract_text() or "" for page in PdfReader(corpus / name).pages)
 
 
 @cache
-def _file_text(name: str) -> str:
-    text = (CORPUS / name).read_text(encoding="utf-8")
+def _file_text(name: str, corpus: Path = CORPUS) -> str:
+    text = (corpus / name).read_text(encoding="utf-8")
     if name.endswith(".html"):
         text = html.unescape(re.sub(r"<[^>]+>", " ", text))
     return text
 
 
-def _source_text(source: str) -> str:
+def _source_text(source: str, corpus: Path = CORPUS) -> str:
     name, _, page = source.partition("#")
     if page:
-        return _pdf_pages(name)[int(page) - 1]
-    return _file_text(name)
+        return _pdf_pages(name, corpus)[int(page) - 1]
+    return _file_text(name, corpus)
 
 
 def _numbers(text: str) -> set[str]:
@@ -89,11 +91,12 @@ CI_ROWS = _rows(GOLD_CI)
 ANSWERABLE = [r for r in GOLD_ROWS if r["reference"]]
 
 
-@pytest.mark.parametrize("path", [GOLD, GOLD_CI], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [GOLD, GOLD_CI, GOLD_HARD], ids=lambda p: p.name)
 def test_every_line_has_the_dataset_schema(path: Path) -> None:
     for n, row in enumerate(_rows(path), 1):
         where = f"{path.name}:{n}"
-        assert set(row) == {"question", "reference", "sources"}, where
+        assert {"question", "reference", "sources"} <= set(row) <= {"question", "reference", "sources", "facts", "kind"}
+        assert isinstance(row.get("facts", []), list) and all(f.strip() for f in row.get("facts", [])), where
         assert isinstance(row["question"], str) and row["question"].strip().endswith("?"), where
         assert isinstance(row["reference"], str), where
         assert isinstance(row["sources"], list) and all(isinstance(s, str) for s in row["sources"]), where
@@ -116,7 +119,10 @@ def test_ci_subset_is_small_mixed_and_drawn_from_gold() -> None:
     assert len(answerable) == 10
     assert any(s.split("#")[0].endswith(".pdf") for r in answerable for s in r["sources"])
     assert len({s.partition("#")[0] for r in answerable for s in r["sources"]}) >= 5
-    assert all(r in GOLD_ROWS for r in CI_ROWS), "gold_ci.jsonl rows must be copied verbatim from gold.jsonl"
+    gold = {r["question"]: {k: r[k] for k in ("question", "reference", "sources")} for r in GOLD_ROWS}
+    for r in CI_ROWS:  # copied from gold.jsonl (the CI rows add the key facts)
+        assert gold.get(r["question"]) == {k: r[k] for k in ("question", "reference", "sources")}, r["question"]
+    assert all(r.get("facts") for r in answerable), "CI questions name their key facts (facts_in_answer)"
 
 
 @pytest.mark.parametrize("row", ANSWERABLE, ids=lambda r: r["question"][:60])
@@ -201,3 +207,96 @@ def test_sample_folder_questions_are_answered_by_its_documents() -> None:
             name = source.partition("#")[0]
             assert (SAMPLES / name).is_file(), f"{name} answers {question!r} but is not in docs/samples"
             assert (SAMPLES / name).read_bytes() == (CORPUS / name).read_bytes(), f"{name} differs from the corpus copy"
+
+
+# -- the harder set (gold_hard.jsonl over corpus_hard/) ---------------------------------------------------------------
+
+HARD_ROWS = _rows(GOLD_HARD)
+HARD_ANSWERABLE = [r for r in HARD_ROWS if r["reference"]]
+# What makes each in-domain unanswerable question unanswerable: words that no document on its topic contains.
+APOLLO = ["Apollo_8.md", "Apollo_11.md", "Astronaut.txt"]
+LPPL = ["lppl-1-0.txt", "lppl-1-1.txt", "lppl-1-2.txt", "lppl-1-3c.pdf"]
+HARD_ABSENT = {  # question -> (the documents on its topic, words none of them contains)
+    "How much did the Apollo 11 mission cost?": (APOLLO, ["cost", "dollars"]),
+    "Who was the captain of the ship that recovered the Apollo 8 crew?": (APOLLO, ["captain"]),
+    "In which city was Michael Collins born?": (APOLLO, ["collins was born", "collins, born", "collins (born"]),
+    "Who was the flight surgeon of the Apollo 8 mission?": (["Apollo_8.md"], ["surgeon", "physician"]),
+    "Which company manufactured the Apollo 11 space suits?": (APOLLO, ["manufactur", "ilc"]),
+    "What salary did NASA pay the Apollo astronauts?": (APOLLO, ["salary", "salaries"]),
+    "How much RAM is needed to compile R from source?": (["R-admin.pdf"], [" ram ", "gb of ram"]),
+    "What is the default value of R_LIBS_USER on Linux?": (["R-admin.pdf"], ["r_libs_user is", "r_libs_user="]),
+    "How long does it take to compile R from source?": (["R-admin.pdf"], ["minutes", "hours to"]),
+    "What is the date of LPPL version 1.3a?": (LPPL, ["1.3a"]),
+}
+
+
+def _corpus_text(corpus: Path, name: str) -> str:
+    return _normalize(" ".join(_pdf_pages(name, corpus)) if name.endswith(".pdf") else _file_text(name, corpus))
+
+
+def _fact_found(fact: str, text: str) -> bool:
+    return any(_normalize(alt).strip() in text for alt in fact.split("|"))
+
+
+def test_hard_set_mix() -> None:
+    kinds = [r["kind"] for r in HARD_ROWS]
+    for kind, at_least in (("long_pdf", 10), ("near_duplicate", 12), ("two_passage", 4),
+                           ("unanswerable_in_domain", 8)):  # fmt: skip
+        assert kinds.count(kind) >= at_least, kind
+    assert all(r.get("facts") for r in HARD_ANSWERABLE), "every answerable hard question names its key facts"
+    assert all(len(r["sources"]) >= 2 for r in HARD_ROWS if r["kind"] == "two_passage")
+    files = {s.partition("#")[0] for r in HARD_ANSWERABLE for s in r["sources"]}
+    assert files == {p.name for p in CORPUS_HARD.iterdir()}, "every hard-corpus document should have gold questions"
+    assert max(len(_pdf_pages("R-admin.pdf", CORPUS_HARD)), 0) >= 80, "the long PDF"
+
+
+@pytest.mark.parametrize("row", HARD_ANSWERABLE, ids=lambda r: r["question"][:60])
+def test_hard_facts_are_in_their_gold_sources(row: dict) -> None:
+    per_source = [_normalize(_source_text(s, CORPUS_HARD)) for s in row["sources"]]
+    for fact in row["facts"]:
+        assert any(_fact_found(fact, t) for t in per_source), f"{fact!r} is not in {row['sources']}"
+    if row["kind"] == "two_passage":  # each gold source holds at least one of the facts: the answer needs both
+        assert all(any(_fact_found(f, t) for f in row["facts"]) for t in per_source), row["question"]
+
+
+def test_hard_near_duplicates_differ_in_the_asked_fact() -> None:
+    """No paragraph of a near-duplicate's twin file states all of its facts (else either file would do)."""
+    twins = {"lppl-1-0.txt": ["lppl-1-1.txt", "lppl-1-2.txt"], "lppl-1-1.txt": ["lppl-1-0.txt", "lppl-1-2.txt"],
+             "lppl-1-2.txt": ["lppl-1-0.txt", "lppl-1-1.txt"], "Apollo_8.md": ["Apollo_11.md"],
+             "Apollo_11.md": ["Apollo_8.md"]}  # fmt: skip
+    for row in HARD_ANSWERABLE:
+        if row["kind"] != "near_duplicate" or row["sources"][0] not in twins:
+            continue
+        for twin in twins[row["sources"][0]]:
+            for para in _file_text(twin, CORPUS_HARD).split("\n\n"):
+                text = _normalize(para)
+                topic = {w for w in _content_words(row["question"]) if _occurs(w, text)}
+                answers = all(_fact_found(f, text) for f in row["facts"])
+                assert not (answers and len(topic) > len(_content_words(row["question"])) / 2), (row["question"], twin)
+
+
+def test_hard_pdf_pages_are_the_right_ones() -> None:
+    for row in HARD_ANSWERABLE:
+        for source in row["sources"]:
+            name, _, page = source.partition("#")
+            if page:
+                pages = [_normalize(t) for t in _pdf_pages(name, CORPUS_HARD)]
+                hits = [sum(_fact_found(f, t) for f in row["facts"]) for t in pages]
+                assert hits[int(page) - 1] >= 1, (source, hits)
+                if len(row["sources"]) == 1:  # the one page that answers: no other page states more of the facts
+                    assert hits[int(page) - 1] == max(hits), (source, hits)
+
+
+def test_hard_unanswerable_questions_name_what_is_missing() -> None:
+    unanswerable = [r["question"] for r in HARD_ROWS if not r["reference"]]
+    assert sorted(unanswerable) == sorted(HARD_ABSENT)
+    for question, (files, absent) in HARD_ABSENT.items():
+        for name in files:
+            text = " " + _corpus_text(CORPUS_HARD, name) + " "
+            assert not any(re.search(rf"(?<![a-z]){re.escape(a)}", text) for a in absent), f"{question!r}: {name}"
+
+
+def test_readme_documents_every_hard_corpus_file() -> None:
+    readme = (DATA / "README.md").read_text(encoding="utf-8")
+    for p in CORPUS_HARD.iterdir():
+        assert f"`{p.name}`" in readme, f"{p.name}: provenance and licence missing from evals/data/README.md"
