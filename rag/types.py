@@ -88,6 +88,25 @@ class Citation:
 
     n: int
     hit: ScoredChunk
+    spans: tuple[tuple[int, int], ...] = ()  # verified answers: where in ``hit.chunk.text`` the support is
+
+
+@dataclass(frozen=True)
+class AttributedSentence:
+    """One sentence of an answer after verification (``rag.verify``).
+
+    ``citations`` are the source numbers that support it (the model's own where they do, others where it cited
+    none or the wrong one); ``supported`` is None for a sentence that asserts nothing to check (a refusal, a
+    heading), else whether the sources support it; ``score`` is the support (0..1) of the best supporting source.
+    """
+
+    text: str  # without citation markers
+    citations: tuple[int, ...]
+    supported: bool | None
+    score: float
+    model_citations: tuple[int, ...] = ()  # what the model cited in this sentence
+    evidence: float = 1.0  # share of the sentence's checkable facts (numbers, names) found in the cited sources
+    spans: tuple[tuple[int, int, int], ...] = ()  # (source number, start, end) of the support in that source
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,13 @@ class Answer:
     retrieved: tuple[ScoredChunk, ...]  # every source that was put in the prompt
     timings: Mapping[str, float]  # seconds per stage: "retrieve", "generate", ...
     standalone_question: str | None = None  # the rewritten question for follow-ups
+    sentences: tuple[AttributedSentence, ...] = ()  # per-sentence attribution; empty when verification is off
+    model_text: str | None = None  # what the model wrote, when verification changed it (markers, refusal)
+
+    @property
+    def unsupported(self) -> tuple[AttributedSentence, ...]:
+        """Sentences that assert something no given source supports."""
+        return tuple(s for s in self.sentences if s.supported is False)
 
 
 @dataclass(frozen=True)
