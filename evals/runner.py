@@ -36,7 +36,7 @@ from rag.types import Answer
 
 log = logging.getLogger(__name__)
 
-METRIC_GROUPS = ("retrieval", "refusal", "rouge", "bertscore", "judge")
+METRIC_GROUPS = ("retrieval", "refusal", "citations", "rouge", "bertscore", "judge")
 DEFAULT_METRICS = METRIC_GROUPS
 
 
@@ -53,7 +53,12 @@ def metric_names(groups: Sequence[str], judge_criteria: Sequence[str] = ()) -> l
         if g == "retrieval":
             names += [f"hit@{k}" for k in DEFAULT_KS] + [f"recall@{k}" for k in DEFAULT_KS] + ["mrr", "ndcg@10"]
         elif g == "refusal":
-            names += ["refusal_correct"]
+            names += ["refusal_correct", "declined_unanswerable", "false_refusal", "refusal_correct_model",
+                      "declined_unanswerable_model", "false_refusal_model"]  # fmt: skip
+        elif g == "citations":
+            names += ["citation_precision", "citation_recall", "citation_precision_model", "citation_recall_model",
+                      "cited_source_hit", "cited_source_precision", "cited_source_hit_model",
+                      "cited_source_precision_model", "facts_in_answer", "facts_in_answer_model"]  # fmt: skip
         elif g == "rouge":
             names += ["rouge1", "rouge2", "rougeL", "rougeLsum"]
         elif g == "bertscore":
@@ -120,6 +125,20 @@ def _parallel(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, prog
     return out
 
 
+def _answer(answerer: Answerer, question: str) -> Answer:
+    """The answer, streamed when the answerer can (its timings then hold the time to first token)."""
+    stream = getattr(answerer, "stream", None)
+    if stream is None:
+        return answerer.answer(question)
+    final = None
+    for part in stream(question):
+        if isinstance(part, Answer):
+            final = part
+    if final is None:
+        raise RagError("the pipeline's stream ended without an answer")
+    return final
+
+
 def _answer_row(answerer: Answerer, ex: GoldExample) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": ex.id,
@@ -128,10 +147,12 @@ def _answer_row(answerer: Answerer, ex: GoldExample) -> dict[str, Any]:
         "reference": ex.reference,
         "gold_sources": list(ex.sources),
         "answerable": ex.answerable,
+        "facts": list(ex.facts),
+        "kind": ex.kind,
     }
     t = time.perf_counter()
     try:
-        a = answerer.answer(ex.question)
+        a = _answer(answerer, ex.question)
     except RagError as e:
         row.update(answer=None, error=str(e), retrieved=[], cited=[], seconds=time.perf_counter() - t, metrics={})
         return row
@@ -143,6 +164,13 @@ def _answer_row(answerer: Answerer, ex: GoldExample) -> dict[str, Any]:
             for h in a.retrieved
         ],
         cited=[{"n": c.n, "source": c.hit.chunk.source, "page": c.hit.chunk.page} for c in a.citations],
+        # what the model wrote and cited, before verification (``rag.verify``) checked it
+        model_answer=a.model_text if a.model_text is not None else a.text,
+        sentences=[
+            {"text": s.text, "citations": list(s.citations), "model_citations": list(s.model_citations),
+             "supported": s.supported, "score": s.score}
+            for s in a.sentences
+        ],
         timings=dict(a.timings),
         seconds=time.perf_counter() - t,
         metrics={},
@@ -150,12 +178,83 @@ def _answer_row(answerer: Answerer, ex: GoldExample) -> dict[str, Any]:
     return row
 
 
+def _model_cited(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources the model itself cited (before verification), in order of first citation."""
+    seen: dict[int, None] = {}
+    for s in r.get("sentences") or []:
+        for n in s.get("model_citations") or ():
+            seen.setdefault(n, None)
+    if not r.get("sentences"):  # verification off: the answer's citations are the model's
+        return list(r["cited"])
+    return [{"n": n, **{k: r["retrieved"][n - 1][k] for k in ("source", "page")}} for n in seen
+            if 0 < n <= len(r["retrieved"])]  # fmt: skip
+
+
+def _score_citations(rows: Sequence[dict[str, Any]], support_judge: Any) -> None:
+    from evals.dataset import GoldSource
+    from evals.metrics.citations import SupportJudge, citation_quality, cited_source_metrics, facts_in_answer
+    from evals.metrics.refusal import is_refusal
+
+    if support_judge is None:
+        from rag.config import VerifySettings
+        from rag.verify import Verifier
+
+        v = VerifySettings()
+        support_judge = SupportJudge(Verifier(v).scorer, min_score=v.min_score, min_evidence=v.min_evidence)
+    for r in rows:
+        m = r["metrics"]
+        passages = [h["text"] for h in r["retrieved"]]
+        if r["answerable"]:
+            gold = [GoldSource.parse(g) for g in r["gold_sources"]]
+            final = cited_source_metrics([] if is_refusal(r["answer"]) else r["cited"], gold)
+            model = cited_source_metrics([] if is_refusal(r["model_answer"]) else _model_cited(r), gold)
+            m.update(final)
+            m.update({f"{k}_model": v for k, v in model.items()})
+            if r["facts"]:
+                m["facts_in_answer"] = 0.0 if is_refusal(r["answer"]) else facts_in_answer(r["answer"], r["facts"])
+                m["facts_in_answer_model"] = (0.0 if is_refusal(r["model_answer"])
+                                              else facts_in_answer(r["model_answer"], r["facts"]))  # fmt: skip
+        sentences = r.get("sentences") or []
+        if sentences and passages and not is_refusal(r["answer"]):
+            q = citation_quality(sentences, passages, support_judge, field="citations")
+            m["citation_precision"], m["citation_recall"] = q["precision"], q["recall"]
+        if sentences and passages and not is_refusal(r["model_answer"]):
+            q = citation_quality(sentences, passages, support_judge, field="model_citations")
+            m["citation_precision_model"], m["citation_recall_model"] = q["precision"], q["recall"]
+
+
+def refusal_summary(rows: Sequence[dict[str, Any]], *, field: str = "answer") -> dict[str, Any]:
+    """Refusal precision and recall (a refusal is right when the question is unanswerable) and false refusals,
+    overall and for in-domain unanswerable questions (``kind`` = "unanswerable_in_domain")."""
+    from evals.metrics.refusal import is_refusal
+
+    ok = [r for r in rows if r["error"] is None]
+    refused = [r for r in ok if is_refusal(r[field])]
+    unanswerable = [r for r in ok if not r["answerable"]]
+    answerable = [r for r in ok if r["answerable"]]
+    in_domain = [r for r in unanswerable if r.get("kind") == "unanswerable_in_domain"]
+
+    def share(part: int, whole: int) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    return {
+        "refused": len(refused),
+        "precision": share(sum(not r["answerable"] for r in refused), len(refused)),
+        "recall": share(sum(is_refusal(r[field]) for r in unanswerable), len(unanswerable)),
+        "in_domain_recall": share(sum(is_refusal(r[field]) for r in in_domain), len(in_domain)),
+        "in_domain_n": len(in_domain),
+        "false_refusal_rate": share(sum(is_refusal(r[field]) for r in answerable), len(answerable)),
+        "unanswerable_n": len(unanswerable),
+        "answerable_n": len(answerable),
+    }
+
+
 def score_rows(
     rows: list[dict[str, Any]], groups: Sequence[str], *, judge: Any = None, bertscore_config: Any = None,
-    concurrency: int = 2, progress: Any = None,
+    concurrency: int = 2, progress: Any = None, support_judge: Any = None,
 ) -> None:  # fmt: skip
     """Add every selected metric to each row's ``metrics`` (None where a metric does not apply)."""
-    from evals.metrics.refusal import refusal_correct
+    from evals.metrics.refusal import is_refusal, refusal_correct
     from evals.metrics.retrieval import retrieval_metrics
 
     ok = [r for r in rows if r["error"] is None]
@@ -166,7 +265,15 @@ def score_rows(
             r["metrics"].update(retrieval_metrics(ranked, r["gold_sources"]))
     if "refusal" in groups:
         for r in ok:
-            r["metrics"]["refusal_correct"] = refusal_correct(r["answer"], answerable=r["answerable"])
+            m, model = r["metrics"], r.get("model_answer", r["answer"])
+            m["refusal_correct"] = refusal_correct(r["answer"], answerable=r["answerable"])
+            m["refusal_correct_model"] = refusal_correct(model, answerable=r["answerable"])
+            key = "false_refusal" if r["answerable"] else "declined_unanswerable"
+            m[key], m[f"{key}_model"] = float(is_refusal(r["answer"])), float(is_refusal(model))
+    if "citations" in groups:
+        for r in ok:
+            r.setdefault("model_answer", r["answer"])
+        _score_citations(ok, support_judge)
     if "rouge" in groups:
         from evals.metrics.rouge import rouge
 
@@ -379,12 +486,16 @@ def run_eval(
     seconds = time.perf_counter() - t0
 
     metrics = summarize(rows, names)
+    kinds = sorted({r["kind"] for r in rows if r.get("kind")})
     summary: dict[str, Any] = {
         "n": len(rows),
         "answerable": sum(r["answerable"] for r in rows),
         "unanswerable": sum(not r["answerable"] for r in rows),
         "errors": [{"question": r["question"], "error": r["error"]} for r in rows if r["error"]],
         "metrics": metrics,
+        "refusal": {"after_verification": refusal_summary(rows), "model": refusal_summary(rows, field="model_answer")}
+        if "refusal" in options.metrics and any(r["error"] is None for r in rows) else None,
+        "by_kind": {k: summarize([r for r in rows if r.get("kind") == k], names) for k in kinds},
         "provenance": provenance(
             settings, dataset, llm_model=llm_model, judge=judge if criteria else None, started=started
         ),
@@ -399,6 +510,9 @@ def run_eval(
             "Means with percentile-bootstrap 95% CIs (2000 resamples). Unanswerable questions (empty reference) are "
             "kept out of ROUGE, BERTScore, judge correctness and retrieval; refusal_correct covers all questions.",
             "Retrieval metrics are computed on the sources the pipeline put in the prompt, best first.",
+            "*_model metrics score what the model wrote and cited, before citation verification (rag.verify); the "
+            "others score the answer the user gets. Citation precision/recall (ALCE) use rag.verify's support "
+            "scorer as the judge (see evals/metrics/citations.py); cited_source_* compare with the gold sources.",
         ],
     }
     if options.baseline is not None:

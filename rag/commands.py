@@ -144,6 +144,17 @@ def search_command(
 # -- rag ask ----------------------------------------------------------------------------------------------------------
 
 
+UNSUPPORTED_MARK = "⚠"
+UNSUPPORTED_NOTE = f"{UNSUPPORTED_MARK} = no source the model was given supports this sentence (checked afterwards)"
+
+
+def _span_text(hit: ScoredChunk, spans: Sequence[tuple[int, int]]) -> str:
+    if not spans:
+        return ""
+    start, end = spans[0]
+    return _snippet(hit.chunk.text[start:end], 200)
+
+
 def _print_sources(answer: Answer) -> None:
     if not answer.citations:
         if not answer.retrieved:
@@ -157,23 +168,70 @@ def _print_sources(answer: Answer) -> None:
     typer.echo("\nSources:")
     for c in answer.citations:
         typer.echo(f"  [{c.n}] {_where(c.hit)}  ({c.hit.chunk.source})")
+        span = _span_text(c.hit, c.spans)
+        if span:
+            typer.secho(f"      “{span}”", dim=True)
+
+
+def _marked_text(answer: Answer) -> str:
+    """The answer's sentences with their verified ``[n]`` and a mark after each one no source supports."""
+    parts = []
+    for s in answer.sentences:
+        marks = "".join(f"[{n}]" for n in s.citations)
+        text = s.text
+        if marks:
+            end = len(text.rstrip(".!?:;"))
+            text = f"{text[:end]} {marks}{text[end:]}"
+        parts.append(f"{text} {UNSUPPORTED_MARK}" if s.supported is False else text)
+    return " ".join(parts)
+
+
+def _print_check(answer: Answer, *, streamed: bool) -> None:
+    """What verification found: unsupported sentences marked; for a streamed answer, the corrected version."""
+    if not answer.sentences:
+        return
+    claims = [s for s in answer.sentences if s.supported is not None]
+    unsupported = answer.unsupported
+    if answer.model_text is not None and not answer.citations and unsupported and len(unsupported) == len(claims):
+        typer.secho(f"\n{answer.text}", fg=typer.colors.YELLOW)
+        typer.secho("The model's answer, which no source supports:", dim=True)
+        typer.secho(f"  {_marked_text(answer)}", dim=True)
+        typer.secho(f"  {UNSUPPORTED_NOTE}", dim=True)
+        return
+    if streamed and answer.model_text is not None:
+        typer.secho("\nChecked against the sources:", bold=True)
+        typer.echo(_marked_text(answer))
+    elif streamed and claims:
+        typer.secho(f"\n✓ each sentence is supported by the source it cites ({len(claims)} checked)", dim=True)
+    if unsupported:
+        typer.secho(UNSUPPORTED_NOTE, fg=typer.colors.YELLOW)
 
 
 def _answer_json(answer: Answer) -> dict[str, Any]:
+    def hit_json(n: int, h: ScoredChunk) -> dict[str, Any]:
+        return {"n": n, "source": h.chunk.source, "page": h.chunk.page, "chunk_id": h.chunk.id, "score": h.score}
+
     return {
         "answer": answer.text,
+        "sentences": [
+            {"text": s.text, "citations": list(s.citations), "supported": s.supported, "score": s.score,
+             "model_citations": list(s.model_citations), "evidence": s.evidence}
+            for s in answer.sentences
+        ],
         "sources": [
-            {"n": c.n, "source": c.hit.chunk.source, "page": c.hit.chunk.page, "chunk_id": c.hit.chunk.id,
-             "score": c.hit.score}
+            {**hit_json(c.n, c.hit),
+             "spans": [{"start": a, "end": b, "text": c.hit.chunk.text[a:b]} for a, b in c.spans]}
             for c in answer.citations
         ],
+        "retrieved": [hit_json(n, h) for n, h in enumerate(answer.retrieved, start=1)],
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
+        **({"model_answer": answer.model_text} if answer.model_text is not None else {}),
         **({"standalone_question": answer.standalone_question} if answer.standalone_question else {}),
     }  # fmt: skip
 
 
 def stream_answer(pipeline: Any, question: str, *, k: int | None = None, filters: Any = None) -> Answer:
-    """Print the answer as it is generated, then its cited sources; return the final ``Answer``."""
+    """Print the answer as it is generated, what verification found, then its cited sources; return the Answer."""
     from rag.types import Answer
 
     final: Answer | None = None
@@ -185,6 +243,7 @@ def stream_answer(pipeline: Any, question: str, *, k: int | None = None, filters
             sys.stdout.flush()
     assert final is not None
     sys.stdout.write("\n")
+    _print_check(final, streamed=True)
     _print_sources(final)
     return final
 
@@ -192,7 +251,9 @@ def stream_answer(pipeline: Any, question: str, *, k: int | None = None, filters
 def ask_command(
     question: str = typer.Argument(..., help="Your question about the documents."),
     k: int | None = typer.Option(None, "--k", "-k", min=1, help="Sources put in the prompt (default: settings)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON: {\"answer\", \"sources\", \"timings\"}."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print JSON: answer, sentences (citations, supported, score), sources, retrieved."
+    ),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when it is complete."),
     collection: str | None = _COLLECTION,
     source: list[str] | None = _SOURCE,
@@ -210,7 +271,11 @@ def ask_command(
         typer.echo(json.dumps(_answer_json(pipeline.answer(question, k=k, filters=filters)), ensure_ascii=False))
     elif no_stream:
         answer = pipeline.answer(question, k=k, filters=filters)
-        typer.echo(answer.text)
+        if answer.sentences and answer.citations:
+            typer.echo(_marked_text(answer))
+        else:
+            typer.echo(answer.text)
+        _print_check(answer, streamed=False)
         _print_sources(answer)
     else:
         stream_answer(pipeline, question, k=k, filters=filters)

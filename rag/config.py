@@ -97,7 +97,8 @@ class RetrievalSettings(BaseModel):
     k: int = Field(5, ge=1, description="sources put in the prompt")
     candidates: int = Field(30, ge=1, description="hits taken from each retriever before fusion/reranking")
     rrf_k: int = Field(60, ge=1)
-    rerank: bool = False
+    # None: on for answers (rag ask, the chat, evals), off for `rag search`; True/False: everywhere
+    rerank: bool | None = None
     reranker: str = "ms-marco-MiniLM-L-12-v2"  # packaged ONNX cross-encoder, or any CrossEncoder name/path
     dedup_threshold: float = Field(0.95, gt=0, le=1.0, description="drop hits this similar to a better one")
     min_dense_score: float = Field(

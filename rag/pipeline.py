@@ -1,4 +1,9 @@
-"""Question in, cited answer out: (rewrite a follow-up) -> retrieve -> prompt -> LLM -> Answer with citations.
+"""Question in, cited answer out: (rewrite a follow-up) -> retrieve -> prompt -> LLM -> verify -> Answer.
+
+Verification (``rag.verify``) checks each sentence against the sources the model was given: a citation stays only
+if its source supports the sentence, the supporting source is added where the model cited none or the wrong one,
+and sentences no source supports are marked. An answer of which no sentence is supported becomes the refusal
+(``settings.verify.keep_unsupported_answer`` keeps it, marked).
 
 Example::
 
@@ -21,6 +26,7 @@ from rag.errors import CollectionEmpty
 from rag.prompt import REFUSAL, Prompt, build_prompt, build_rewrite_messages, cited_numbers
 from rag.retrieve import Retriever
 from rag.types import Answer, Citation, Filters, LLMClient, Message, ScoredChunk
+from rag.verify import Verifier
 
 REWRITE_MAX_TOKENS = 64
 
@@ -29,10 +35,15 @@ class RagPipeline:
     """The answering pipeline over one collection. It receives its parts (``rag.wiring`` builds them) and starts
     nothing itself; pass fakes for any part in tests."""
 
-    def __init__(self, settings: Settings, *, retriever: Retriever, llm: LLMClient) -> None:
+    def __init__(
+        self, settings: Settings, *, retriever: Retriever, llm: LLMClient, verifier: Verifier | None = None
+    ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
+        # cheap: the scorer loads on first use; by default it shares the retriever's cross-encoder (same model)
+        same = settings.verify.model == settings.retrieval.reranker
+        self.verifier = verifier or Verifier(settings.verify, retriever.reranker if same else None)
 
     # -- the flow ---------------------------------------------------------------------------------------------------
 
@@ -83,7 +94,9 @@ class RagPipeline:
         if history:
             timings["rewrite"] = time.perf_counter() - t
         t = time.perf_counter()
-        hits = self.retrieve(standalone, k=k, filters=filters)
+        rerank = self.settings.retrieval.rerank
+        # reranking is on for answers unless set: seconds of generation follow (docs/benchmarks.md); search stays fast
+        hits = self.retrieve(standalone, k=k, filters=filters, rerank=True if rerank is None else rerank)
         timings["retrieve"] = time.perf_counter() - t
         if not self.relevant_enough(hits):
             hits = []  # nothing close to the question: the honest answer needs no model (and a small one would guess)
@@ -94,14 +107,37 @@ class RagPipeline:
     def _answer(
         self, question: str, text: str, prompt: Prompt, timings: dict[str, float], standalone: str | None
     ) -> Answer:
-        numbers = cited_numbers(text, len(prompt.sources))
+        text = text.strip()
+        if not prompt.sources or not self.verifier.enabled:
+            numbers = cited_numbers(text, len(prompt.sources))
+            return Answer(
+                question=question,
+                text=text,
+                citations=tuple(Citation(n=n, hit=prompt.sources[n - 1]) for n in numbers),
+                retrieved=prompt.sources,
+                timings=timings,
+                standalone_question=standalone,
+            )
+        t = time.perf_counter()
+        v = self.verifier.check(text, prompt.sources)
+        timings["verify"] = time.perf_counter() - t
+        timings["total"] = timings.get("total", 0.0) + timings["verify"]
+        refused = bool(v.claims) and not v.supported_any and not self.settings.verify.keep_unsupported_answer
+        final = REFUSAL if refused else v.text  # nothing the model said is in the sources: say so, do not pass it on
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for s in v.sentences:
+            for n, start, end in s.spans:
+                spans.setdefault(n, []).append((start, end))
+        cited = [] if refused else v.cited
         return Answer(
             question=question,
-            text=text.strip(),
-            citations=tuple(Citation(n=n, hit=prompt.sources[n - 1]) for n in numbers),
+            text=final,
+            citations=tuple(Citation(n=n, hit=prompt.sources[n - 1], spans=tuple(spans.get(n, ()))) for n in cited),
             retrieved=prompt.sources,
             timings=timings,
             standalone_question=standalone,
+            sentences=v.sentences,
+            model_text=text if final != text else None,
         )
 
     def answer(

@@ -38,7 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from rag.prompt import REFUSAL, cited_numbers
+from rag.config import VerifySettings
+from rag.prompt import cited_numbers
 from rag.types import AttributedSentence, ScoredChunk
 
 # -- sentences --------------------------------------------------------------------------------------------------------
@@ -292,15 +293,21 @@ def supporting_span(sentence: str, passage: str) -> tuple[int, int] | None:
 
 
 def choose_support(
-    claim: str, passages: Sequence[str], scores: Sequence[float], preferred: Sequence[int] = (), *, min_score: float
+    claim: str,
+    passages: Sequence[str],
+    scores: Sequence[float],
+    preferred: Sequence[int] = (),
+    *,
+    min_score: float,
+    use_evidence: bool = True,
 ) -> tuple[list[int], float]:
     """The sources (0-based) that together support ``claim`` best, and the share of its evidence they hold.
 
     ``passages`` are ``normalize``d; ``scores`` the scorer's support per passage; ``preferred`` (1-based, the model's
     own citations) are taken first when they qualify. A source qualifies when it scores ``min_score`` and holds some
-    of the claim's evidence (or the claim has none to check).
+    of the claim's evidence (or the claim has none to check). ``use_evidence=False``: the scores alone decide.
     """
-    terms = evidence_terms(claim)
+    terms = evidence_terms(claim) if use_evidence else []
     found = [evidence_found(terms, p) for p in passages]
     candidates = [i for i in range(len(passages)) if scores[i] >= min_score and (found[i] or not terms)]
     order = [n - 1 for n in preferred if n - 1 in candidates]
@@ -333,6 +340,7 @@ def verify_answer(
     *,
     min_score: float,
     min_evidence: float,
+    use_evidence: bool = True,
 ) -> Verification:
     """Attribute each sentence of ``text`` to the sources (``sources[i]`` is ``[i + 1]``) that support it."""
     passages = [normalize(h.chunk.text) for h in sources]
@@ -351,7 +359,8 @@ def verify_answer(
         claims += 1
         claim = strip_citations(_BULLET.sub("", span.text))
         scores = scorer.score(claim, [h.chunk.text for h in sources])
-        chosen, coverage = choose_support(claim, passages, scores, model_cites, min_score=min_score)
+        chosen, coverage = choose_support(claim, passages, scores, model_cites, min_score=min_score,
+                                          use_evidence=use_evidence)  # fmt: skip
         supported = bool(chosen) and coverage >= min_evidence
         citations = tuple(sorted(i + 1 for i in chosen)) if supported else ()
         best = max((scores[i] for i in chosen), default=max(scores, default=0.0))
@@ -371,5 +380,38 @@ def verify_answer(
     return Verification(text=new_text, sentences=tuple(sentences), supported_any=supported_any, claims=claims)
 
 
-def refusal_text() -> str:
-    return REFUSAL
+class Verifier:
+    """Verification as configured (``settings.verify``): the scorer is built on first use.
+
+    ``reranker`` lets the pipeline share the cross-encoder the retriever already loaded (same model, one copy).
+    """
+
+    def __init__(self, settings: VerifySettings, reranker: Reranker | None = None) -> None:
+        self.settings = settings
+        self._reranker = reranker
+        self._scorer: SupportScorer | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.scorer != "none"
+
+    @property
+    def scorer(self) -> SupportScorer:
+        if self._scorer is None:
+            if self.settings.scorer == "lexical":
+                self._scorer = LexicalSupport()
+            else:
+                if self._reranker is None:
+                    from rag.rerank import load_reranker
+
+                    self._reranker = load_reranker(self.settings.model)
+                self._scorer = CrossEncoderSupport(self._reranker)
+        return self._scorer
+
+    def check(self, text: str, sources: Sequence[ScoredChunk]) -> Verification:
+        s = self.settings
+        # "cross-encoder" alone: every on-topic source counts, whatever facts the sentence states
+        return verify_answer(
+            text, sources, self.scorer, min_score=0.0 if s.scorer == "lexical" else s.min_score,
+            min_evidence=s.min_evidence, use_evidence=s.scorer != "cross-encoder",
+        )  # fmt: skip
