@@ -198,7 +198,7 @@ def _print_check(answer: Answer, *, streamed: bool) -> None:
         typer.secho(f"  {_marked_text(answer)}", dim=True)
         typer.secho(f"  {UNSUPPORTED_NOTE}", dim=True)
         return
-    if streamed and answer.model_text is not None:
+    if streamed and (answer.model_text is not None or unsupported):
         typer.secho("\nChecked against the sources:", bold=True)
         typer.echo(_marked_text(answer))
     elif streamed and claims:

@@ -310,17 +310,44 @@ def choose_support(
     terms = evidence_terms(claim) if use_evidence else []
     found = [evidence_found(terms, p) for p in passages]
     candidates = [i for i in range(len(passages)) if scores[i] >= min_score and (found[i] or not terms)]
-    order = [n - 1 for n in preferred if n - 1 in candidates]
-    order += sorted((i for i in candidates if i not in order), key=lambda i: (-len(found[i]), -scores[i]))
+    if not terms:
+        best = [n - 1 for n in preferred if n - 1 in candidates] or sorted(candidates, key=lambda i: -scores[i])[:1]
+        return best[:1], 1.0
+    rank = {i: (i + 1 not in preferred, -len(found[i]), -scores[i]) for i in candidates}
     chosen: list[int] = []
     covered: set[str] = set()
-    for i in order:  # while they add evidence
-        if not chosen or found[i] - covered:
-            chosen.append(i)
-            covered |= found[i]
-        if terms and len(covered) == len(terms):
-            break
-    return chosen, (len(covered) / len(terms) if terms else 1.0)
+    # Each clause is taken from ONE source: facts of two sources combined into one statement ("the Bergen tower is
+    # 84 m tall" from a Bergen passage and an 84 m one) support nothing.
+    for clause in clause_terms(claim, terms):
+        if not clause:
+            continue
+        best_i = min(candidates, key=lambda i: (-len(found[i] & clause), *rank[i]), default=None)
+        if best_i is None or not found[best_i] & clause:
+            continue
+        covered |= found[best_i] & clause
+        if best_i not in chosen:
+            chosen.append(best_i)
+    return chosen, len(covered) / len(terms)
+
+
+_CLAUSE = re.compile(r";|,?\s+(?:and|but|while|whereas)\s+(?=(?:the|its?|he|she|they|[A-Z]|\d)\b)")
+
+
+def clause_terms(claim: str, terms: Sequence[str]) -> list[set[str]]:
+    """The claim's evidence split by clause ("A is X; B is Y", "A is X and B is Y"): each set must come from one
+    source. A term found in no clause's text (normalization) goes with the first clause.
+
+    >>> terms = ["borman", "8", "armstrong", "11"]
+    >>> [sorted(c) for c in clause_terms("Borman commanded Apollo 8; Armstrong commanded Apollo 11.", terms)]
+    [['8', 'borman'], ['11', 'armstrong']]
+    """
+    parts = [normalize(p) for p in _CLAUSE.split(claim) if p.strip()]
+    out: list[set[str]] = [set() for _ in parts]
+    for t in terms:
+        where = [k for k, p in enumerate(parts) if _found(t, p)]
+        for k in where or [0]:
+            out[k].add(t)
+    return out
 
 
 def supports(claim: str, passages: Sequence[str], scorer: SupportScorer, *, min_score: float,

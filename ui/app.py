@@ -132,15 +132,29 @@ def sidebar(who: Principal) -> Settings:
 
 # ----------------------------------------------------------------------------------------------------- chat
 def show_answer(answer: Answer) -> None:
-    """The answer text with citation badges, one popover per citation, and the sources panel."""
-    st.markdown(render.answer_markdown(answer.text))
+    """The answer text with citation badges (sentences no source supports underlined and marked ⚠, with a
+    tooltip), one popover per citation with its supporting span, and the sources panel."""
+    if answer.sentences and answer.citations:
+        st.markdown(render.attributed_markdown(answer.sentences), unsafe_allow_html=True)
+    else:
+        st.markdown(render.answer_markdown(answer.text))
+    unsupported = answer.unsupported
+    if unsupported and not answer.citations:  # declined: nothing the model said was in the sources
+        with st.expander("What the model answered (not supported by the sources)", icon=":material/warning:"):
+            st.markdown(render.attributed_markdown(answer.sentences), unsafe_allow_html=True)
+    elif unsupported:
+        st.caption(
+            f"⚠ {len(unsupported)} sentence{'s' * (len(unsupported) != 1)} not supported by the sources",
+            help=render.UNSUPPORTED_TIP,
+        )
     if answer.citations:
         with st.container(horizontal=True, gap="small"):
             for c in answer.citations:
                 with st.popover(f"[{c.n}] {render.md_escape(render.source_label(c.hit.chunk))}", type="tertiary"):
-                    show_passage(c.n, c.hit.chunk, render.claims_for(answer.text, c.n))
+                    show_passage(c.n, c.hit.chunk, render.claims_for(answer.text, c.n), c.spans)
     if answer.retrieved:
         cited = {c.n for c in answer.citations}
+        spans = {c.n: c.spans for c in answer.citations}
         with st.expander(f"Sources ({len(answer.retrieved)})", icon=":material/menu_book:"):
             for n, hit in enumerate(answer.retrieved, start=1):
                 mark = ":green-badge[cited]" if n in cited else ":gray-badge[not cited]"
@@ -149,19 +163,20 @@ def show_answer(answer: Answer) -> None:
                 st.caption(render.md_escape(hit.chunk.source))
                 claim = render.claims_for(answer.text, n) if n in cited else ""
                 st.markdown(
-                    _passage_box(render.passage_html(hit.chunk.text, claim)),
+                    _passage_box(render.passage_html(hit.chunk.text, claim, spans=spans.get(n, ()))),
                     unsafe_allow_html=True,
                 )
 
 
-def show_passage(n: int, chunk: Any, claim: str) -> None:
+def show_passage(n: int, chunk: Any, claim: str, spans: Any = ()) -> None:
     st.markdown(f"**\\[{n}\\] {render.md_escape(render.source_label(chunk))}**")
     st.caption(render.md_escape(chunk.source))
-    st.markdown(_passage_box(render.passage_html(chunk.text, claim)), unsafe_allow_html=True)
+    st.markdown(_passage_box(render.passage_html(chunk.text, claim, spans=spans)), unsafe_allow_html=True)
 
 
 _CSS = """<style>
 .rag-passage mark { background: #fde68a; color: inherit; border-radius: 2px; padding: 0 0.1em; }
+.rag-unsupported { text-decoration: underline wavy #d97706; text-underline-offset: 3px; cursor: help; }
 </style>"""
 
 

@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from rag.prompt import CITATION_RE, cited_numbers, marker_numbers
-from rag.types import Chunk
+from rag.types import AttributedSentence, Chunk
+
+UNSUPPORTED_TIP = (
+    "Not supported by the sources: no passage the model was given states this (checked after the answer was "
+    "written). Treat it as the model's guess."
+)
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -32,6 +38,30 @@ def answer_markdown(text: str) -> str:
     """The answer as Streamlit markdown: ``[n]`` becomes a small badge, ``$`` does not start LaTeX."""
     text = text.replace("$", "\\$")
     return CITATION_RE.sub(lambda m: "".join(f":blue-badge[{n}]" for n in marker_numbers(m)), text)
+
+
+def attributed_markdown(sentences: Sequence[AttributedSentence]) -> str:
+    """A verified answer as Streamlit markdown (``unsafe_allow_html``): each sentence with its verified citation
+    badges; a sentence no source supports is underlined, marked ⚠, and explains itself in a tooltip.
+
+    >>> s = [AttributedSentence("Tall.", (1,), True, 0.9), AttributedSentence("Built in 1950.", (), False, 0.1)]
+    >>> attributed_markdown(s)  # doctest: +ELLIPSIS
+    'Tall :blue-badge[1]. <span class="rag-unsupported" title="Not supported...">Built in 1950. ⚠</span>'
+    """
+    parts = []
+    for s in sentences:
+        text = s.text
+        if s.supported is False:
+            body = html.escape(text).replace("$", "\\$")
+            parts.append(f'<span class="rag-unsupported" title="{html.escape(UNSUPPORTED_TIP)}">{body} ⚠</span>')
+            continue
+        marks = "".join(f":blue-badge[{n}]" for n in s.citations)
+        text = text.replace("$", "\\$")
+        if marks:
+            end = len(text.rstrip(".!?:;"))
+            text = f"{text[:end]} {marks}{text[end:]}"
+        parts.append(text)
+    return " ".join(parts)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~:])")
@@ -63,14 +93,36 @@ def claims_for(answer_text: str, n: int) -> str:
     return " ".join(citing) if citing else answer_text
 
 
-def passage_html(chunk_text: str, claim: str, *, max_marked: int = 2) -> str:
+def spans_html(chunk_text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """The chunk as escaped HTML with the character ``spans`` (the verified support) wrapped in ``<mark>``.
+
+    >>> spans_html("Cats sleep. Paris is the capital.", [(12, 33)])
+    'Cats sleep. <mark>Paris is the capital.</mark>'
+    """
+    out, pos = [], 0
+    for start, end in sorted(set(spans)):
+        start, end = max(start, pos), min(end, len(chunk_text))
+        if start >= end:
+            continue
+        out += [html.escape(chunk_text[pos:start]), f"<mark>{html.escape(chunk_text[start:end])}</mark>"]
+        pos = end
+    out.append(html.escape(chunk_text[pos:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+def passage_html(
+    chunk_text: str, claim: str, *, max_marked: int = 2, spans: Sequence[tuple[int, int]] = ()
+) -> str:
     """The chunk as escaped HTML with the sentences that best support ``claim`` wrapped in ``<mark>``.
 
-    Support is word overlap (content words): cheap, transparent, and good enough to point the eye at the cited part.
+    With ``spans`` (a verified answer's supporting spans) those are marked exactly. Otherwise support is word
+    overlap (content words): cheap, transparent, and good enough to point the eye at the cited part.
 
     >>> passage_html("Cats sleep. Paris is the capital of France.", "The capital of France is Paris [1].")
     'Cats sleep. <mark>Paris is the capital of France.</mark>'
     """
+    if spans:
+        return spans_html(chunk_text, spans)
     chunk_text = re.sub(r"\n{3,}", "\n\n", chunk_text.strip())
     parts = re.split(r"((?<=[.!?])\s+|\n+)", chunk_text)  # keep separators so the text reads as it was
     claim_words = _words(claim)

@@ -219,3 +219,77 @@ def test_cli_ask_shows_what_the_model_was_given_when_it_cites_nothing(cli) -> No
     assert "No source cited; the model was given:" in result.stdout or "no source was relevant" in result.stdout
     filtered = cli("ask", "warranty", "--type", "html")
     assert "no source was relevant enough" in filtered.stdout
+
+
+# -- citation verification (rag.verify) with the packaged cross-encoder ------------------------------------------------
+
+
+class ScriptedLLM(FakeLLM):
+    """Replies with a fixed text, whatever the sources say (a model that invents or cites the wrong number)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__()
+        self.reply = reply
+
+    def _reply(self, messages: Sequence[Message]) -> str:
+        self.calls.append(list(messages))
+        return self.reply
+
+
+def _number_of(answer: Answer, source: str) -> int:
+    return next(n for n, h in enumerate(answer.retrieved, 1) if h.chunk.source == source)
+
+
+def test_an_answer_no_source_supports_becomes_the_refusal(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM("The warranty lasts 36 months [1].")
+    answer = _pipeline(settings, store, fake_embedder, llm).answer("How long does the warranty last?")
+    assert answer.text == REFUSAL and answer.citations == ()
+    assert answer.model_text == "The warranty lasts 36 months [1]."
+    assert [(s.text, s.supported) for s in answer.unsupported] == [("The warranty lasts 36 months.", False)]
+    kept = settings.model_copy(update={"verify": settings.verify.model_copy(update={"keep_unsupported_answer": True})})
+    answer = _pipeline(kept, store, fake_embedder, llm).answer("How long does the warranty last?")
+    assert answer.text == "The warranty lasts 36 months." and answer.unsupported  # kept, marked, no citation
+
+
+def test_a_wrong_citation_moves_to_the_source_that_supports_it(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    pipeline = _pipeline(settings, store, fake_embedder, ScriptedLLM("x"))
+    question = "How tall is the Eiffel Tower, and how long is the warranty?"
+    retrieved = pipeline.answer(question).retrieved
+    paris = next(n for n, h in enumerate(retrieved, 1) if h.chunk.source == "/docs/paris.pdf")
+    wrong = next(n for n, h in enumerate(retrieved, 1) if h.chunk.source != "/docs/paris.pdf")
+    pipeline._llm = ScriptedLLM(f"The Eiffel Tower is 330 metres tall [{wrong}]. It is made of cheese [{paris}].")
+    answer = pipeline.answer(question)
+    first, second = answer.sentences
+    assert first.model_citations == (wrong,) and first.citations == (paris,) and first.supported
+    assert second.supported is False and second.citations == ()
+    assert answer.text == f"The Eiffel Tower is 330 metres tall [{paris}]. It is made of cheese."
+    (cited,) = answer.citations
+    start, end = cited.spans[0]
+    assert cited.hit.chunk.text[start:end] == "The Eiffel Tower is 330 metres tall and stands in Paris."
+    assert "verify" in answer.timings
+
+
+def test_cli_ask_json_has_sentences_sources_and_retrieved(cli) -> None:  # type: ignore[no-untyped-def]
+    out = json.loads(cli("ask", "How long does the warranty last?", "--json").stdout)
+    assert [s["supported"] for s in out["sentences"]] == [True]
+    n = out["sentences"][0]["citations"][0]
+    assert out["sources"][0]["n"] == n and out["sources"][0]["spans"][0]["text"].startswith("The warranty lasts 24")
+    assert out["retrieved"][n - 1]["source"] == "/docs/warranty.pdf" and len(out["retrieved"]) >= 2
+    assert {"score", "model_citations"} <= set(out["sentences"][0])
+
+
+def test_cli_marks_unsupported_sentences(monkeypatch, cli) -> None:  # type: ignore[no-untyped-def]
+    import rag.pipeline as pipeline_module
+
+    real_init = pipeline_module.RagPipeline.__init__
+
+    def init(self, s, **kw):  # type: ignore[no-untyped-def]
+        real_init(self, s, llm=ScriptedLLM("The warranty lasts 24 months [1]. It also covers theft by Martians."))
+
+    monkeypatch.setattr(pipeline_module.RagPipeline, "__init__", init)
+    streamed = cli("ask", "How long does the warranty last?")
+    assert streamed.exit_code == 0, streamed.output
+    assert "Checked against the sources:" in streamed.stdout
+    assert "It also covers theft by Martians. ⚠" in streamed.stdout and "no source the model was given" in streamed.stdout
+    whole = cli("ask", "How long does the warranty last?", "--no-stream")
+    assert "Martians. ⚠" in whole.stdout and "“The warranty lasts 24 months" in whole.stdout
