@@ -82,7 +82,9 @@ def test_refusal_precision_recall_and_false_refusals() -> None:
     for r in rows:
         r["error"] = None
     after = refusal_summary(rows)
-    assert (after["precision"], after["recall"], after["in_domain_recall"]) == pytest.approx((2 / 3, 2 / 3, 0.5), abs=1e-3)
+    got = (after["precision"], after["recall"], after["in_domain_recall"])
+    assert got == pytest.approx((2 / 3, 2 / 3, 0.5), abs=1e-3)
     assert after["false_refusal_rate"] == 0.5 and after["refused"] == 3
     model = refusal_summary(rows, field="model_answer")
-    assert (model["precision"], model["recall"], model["false_refusal_rate"]) == pytest.approx((1.0, 1 / 3, 0.0), abs=1e-3)
+    got = (model["precision"], model["recall"], model["false_refusal_rate"])
+    assert got == pytest.approx((1.0, 1 / 3, 0.0), abs=1e-3)

@@ -290,6 +290,7 @@ def test_cli_marks_unsupported_sentences(monkeypatch, cli) -> None:  # type: ign
     streamed = cli("ask", "How long does the warranty last?")
     assert streamed.exit_code == 0, streamed.output
     assert "Checked against the sources:" in streamed.stdout
-    assert "It also covers theft by Martians. ⚠" in streamed.stdout and "no source the model was given" in streamed.stdout
+    assert "It also covers theft by Martians. ⚠" in streamed.stdout
+    assert "no source the model was given" in streamed.stdout
     whole = cli("ask", "How long does the warranty last?", "--no-stream")
     assert "Martians. ⚠" in whole.stdout and "“The warranty lasts 24 months" in whole.stdout

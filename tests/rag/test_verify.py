@@ -9,7 +9,6 @@ import pytest
 from rag.types import Chunk, ScoredChunk
 from rag.verify import (
     CrossEncoderSupport,
-    LexicalSupport,
     Verifier,
     evidence_terms,
     is_claim,
@@ -44,8 +43,8 @@ SOURCES = [
     ("text", "expected"),
     [
         ("It is 84 m tall [1]. Built in 1911. [2] Done.", ["It is 84 m tall [1].", "Built in 1911. [2]", "Done."]),
-        ("Offices in Washington, D.C. and New York [1]. Next, e.g. this.", ["Offices in Washington, D.C. and New York [1].",
-                                                                          "Next, e.g. this."]),
+        ("In Washington, D.C. and New York [1]. Next, e.g. this.", ["In Washington, D.C. and New York [1].",
+                                                                  "Next, e.g. this."]),
         ("Two facts:\n1. First [1]\n2. Second [2].", ["Two facts:", "1. First [1]", "2. Second [2]."]),
         ("It was 1928. [2]", ["It was 1928. [2]"]),
     ],
