@@ -11,8 +11,8 @@ models before and after citation verification.
         --set evals/data/gold_hard.jsonl=hard --set evals/data/gold_ci.jsonl=gold \\
         --models qwen2.5-0.5b-instruct,qwen2.5-coder-1.5b-instruct --out bench-answers
 
-Collections must exist (``rag ingest evals/data/corpus_hard --collection hard`` ...). ``--limit N`` answers the
-first N questions of each set. ``--no-rerank`` answers without the cross-encoder (to measure what it costs/brings).
+Collections must exist (``rag ingest evals/data/corpus_hard --collection hard`` ...). ``--every K`` answers every
+K-th question of each set, ``--limit N`` at most N. ``--no-rerank`` answers without the cross-encoder.
 """
 
 from __future__ import annotations
@@ -68,17 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_LLM__LOCAL_PORT", "8811")))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--every", type=int, default=1, help="every K-th question of each set (spread over kinds)")
     parser.add_argument("--no-rerank", action="store_true")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     from evals.dataset import load_dataset
     from evals.runner import EvalOptions, run_eval
-    from rag.config import LLMSettings, Settings
+    from rag.config import LLMSettings, load_settings
     from rag.errors import RagError
     from rag.local_llm import start_server
-    from rag.pipeline import RagPipeline
     from rag.types import Answer
+    from rag.wiring import Wiring
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     servers = {}
@@ -87,19 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         for i, model in enumerate(models):
             llm = LLMSettings(local_model=model, local_port=args.port + i, local_threads=args.threads)
             t = time.perf_counter()
-            servers[model] = start_server(llm, log_path=args.out / f"server-{model}.log")
+            servers[model] = start_server(llm, models_dir=load_settings().models_path,
+                                          log_path=args.out / f"server-{model}.log")  # fmt: skip
             print(f"{model}: server on port {args.port + i} in {time.perf_counter() - t:.1f} s", flush=True)
         load = os.getloadavg()
         report: dict[str, Any] = {"models": models, "load_avg_start": load, "sets": {}}
         for item in args.set:
             dataset, _, collection = item.partition("=")
-            examples = load_dataset(dataset)[: args.limit]
+            examples = load_dataset(dataset)[:: args.every][: args.limit]
             pipelines = {}
             for model in models:
                 overrides: dict[str, Any] = {"collection": collection, "llm": {"base_url": servers[model].url}}
                 if args.no_rerank:
                     overrides["retrieval"] = {"rerank": False}
-                pipelines[model] = RagPipeline(Settings(**overrides))
+                pipelines[model] = Wiring(load_settings(**overrides)).pipeline()
             answers: dict[str, dict[str, Any]] = {m: {} for m in models}
             for n, ex in enumerate(examples, 1):
                 for model in models:  # interleaved: A, B, A, B ...
@@ -112,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
                     except RagError as e:
                         answers[model][ex.question] = e
                 print(f"{Path(dataset).name} {n}/{len(examples)}", flush=True)
+            import pickle
+
             sub = Path(dataset).stem
+            with open(args.out / f"answers-{sub}.pkl", "wb") as f:  # kept in case scoring fails
+                pickle.dump(answers, f)
             report["sets"][sub] = {}
             for model in models:
                 out = args.out / model / sub

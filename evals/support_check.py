@@ -124,7 +124,7 @@ def build_pairs(sets: Sequence[tuple[Path, Any]], k: int, seed: int = 0) -> tupl
         # names to swap in: capitalised words that are evidence (not the first word, not a stop word)
         names = sorted({w for e in examples for w in re.findall(r"(?<=\s)[A-Z][a-z]{3,}\b", e.reference)
                         if w.lower() in evidence_terms(e.reference)})  # fmt: skip
-        chunks = list(pipeline.store.chunks())
+        chunks = list(pipeline.retriever.store.chunks())
         for ex in examples:
             gold = ex.gold_sources
             supporting = [c for c in chunks if _matches(c.source, c.page, gold) and holds_answer(ex, c.text)]
@@ -241,18 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from rag.config import Settings
-    from rag.pipeline import RagPipeline
+    from rag.config import load_settings
     from rag.rerank import load_reranker
     from rag.verify import CrossEncoderSupport
+    from rag.wiring import Wiring
 
     t0 = time.perf_counter()
     sets = []
     for item in args.set:
         dataset, _, collection = item.partition("=")
-        sets.append((Path(dataset), RagPipeline(Settings(collection=collection))))
+        sets.append((Path(dataset), Wiring(load_settings(collection=collection)).pipeline()))
     pairs, answers = build_pairs(sets, args.k, args.seed)
-    reranker = load_reranker(Settings().verify.model)
+    reranker = load_reranker(load_settings().verify.model)
     t = time.perf_counter()
     score_pairs(pairs, reranker)
     seconds_per_pair = (time.perf_counter() - t) / max(1, len(pairs))
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     grid += [evaluate(pairs, "cross-encoder+lexical", t, e) for t in CE_THRESHOLDS for e in EVIDENCE_THRESHOLDS]
     best = {s: max((g for g in grid if g["scorer"] == s), key=lambda g: (g["f1"], g["precision"]))
             for s in ("cross-encoder", "lexical", "cross-encoder+lexical")}  # fmt: skip
-    settings = Settings().verify
+    settings = load_settings().verify
     chosen = evaluate(pairs, "cross-encoder+lexical", settings.min_score, settings.min_evidence)
     verifier = check_verifier(answers, CrossEncoderSupport(reranker), settings.min_score, settings.min_evidence,
                               random.Random(args.seed))  # fmt: skip

@@ -85,6 +85,18 @@ class FakeLLM:
             yield text[i : i + 7]
 
 
+class ScriptedLLM(FakeLLM):
+    """Replies with a fixed text, whatever the sources say (a model that invents, or cites the wrong number)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__()
+        self.reply = reply
+
+    def _reply(self, messages: Sequence[Message]) -> str:
+        self.calls.append(list(messages))
+        return self.reply
+
+
 class AnsweringLLM:
     """Answers with the first sentence of the first source in the prompt and cites it; ``broken=True`` ignores the
     sources. It finds sources by their text (``known``), so it does not depend on how the prompt formats them."""

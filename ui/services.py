@@ -35,7 +35,8 @@ RETRIEVAL_MODES = ("dense", "hybrid", "reranked")
 
 def ui_mode(settings: Settings) -> str:
     """The sidebar's name for the configured retrieval: ``"reranked"``, ``"dense"``, ``"bm25"`` or ``"hybrid"``."""
-    if settings.retrieval.rerank:
+    rerank = settings.retrieval.rerank
+    if rerank or (rerank is None and settings.retrieval.mode == "hybrid"):  # None: answers are reranked by default
         return "reranked"
     return settings.retrieval.mode
 

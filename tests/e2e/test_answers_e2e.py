@@ -70,7 +70,13 @@ def test_rag_ask_json_against_the_real_server(e2e_settings: Settings, monkeypatc
     out = json.loads(result.stdout)
     assert "corrode" in out["answer"], out
     assert any(s["source"].endswith("zorbium.pdf") and s["page"] == 3 for s in out["sources"]), out
-    assert {"retrieve", "generate", "total"} <= set(out["timings"])
+    assert {"retrieve", "generate", "verify", "total"} <= set(out["timings"])
+    # verified attribution: the sentence that says it is supported and cites page 3, whose span says "corrode"
+    said = [s for s in out["sentences"] if "corrode" in s["text"]]
+    assert said and said[0]["supported"] is True, out["sentences"]
+    page3 = next(s for s in out["sources"] if s["page"] == 3)
+    assert page3["n"] in said[0]["citations"] and "corrode" in page3["spans"][0]["text"]
+    assert len(out["retrieved"]) == 3 and {r["n"] for r in out["retrieved"]} == {1, 2, 3}
 
 
 def test_server_down_gives_a_clear_error(e2e_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

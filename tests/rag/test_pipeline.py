@@ -14,7 +14,7 @@ from rag.pipeline import RagPipeline
 from rag.prompt import REFUSAL
 from rag.types import Answer, Chunk, Message
 from rag.wiring import Wiring, overriding
-from tests.fakes import FakeLLM, index_chunks
+from tests.fakes import FakeLLM, ScriptedLLM, index_chunks
 
 
 def _chunk(i: int, text: str, source: str, page: int | None) -> Chunk:
@@ -224,22 +224,6 @@ def test_cli_ask_shows_what_the_model_was_given_when_it_cites_nothing(cli) -> No
 # -- citation verification (rag.verify) with the packaged cross-encoder ------------------------------------------------
 
 
-class ScriptedLLM(FakeLLM):
-    """Replies with a fixed text, whatever the sources say (a model that invents or cites the wrong number)."""
-
-    def __init__(self, reply: str) -> None:
-        super().__init__()
-        self.reply = reply
-
-    def _reply(self, messages: Sequence[Message]) -> str:
-        self.calls.append(list(messages))
-        return self.reply
-
-
-def _number_of(answer: Answer, source: str) -> int:
-    return next(n for n, h in enumerate(answer.retrieved, 1) if h.chunk.source == source)
-
-
 def test_an_answer_no_source_supports_becomes_the_refusal(settings, store, fake_embedder) -> None:  # type: ignore[no-untyped-def]
     llm = ScriptedLLM("The warranty lasts 36 months [1].")
     answer = _pipeline(settings, store, fake_embedder, llm).answer("How long does the warranty last?")
@@ -257,7 +241,7 @@ def test_a_wrong_citation_moves_to_the_source_that_supports_it(settings, store, 
     retrieved = pipeline.answer(question).retrieved
     paris = next(n for n, h in enumerate(retrieved, 1) if h.chunk.source == "/docs/paris.pdf")
     wrong = next(n for n, h in enumerate(retrieved, 1) if h.chunk.source != "/docs/paris.pdf")
-    pipeline._llm = ScriptedLLM(f"The Eiffel Tower is 330 metres tall [{wrong}]. It is made of cheese [{paris}].")
+    pipeline.llm = ScriptedLLM(f"The Eiffel Tower is 330 metres tall [{wrong}]. It is made of cheese [{paris}].")
     answer = pipeline.answer(question)
     first, second = answer.sentences
     assert first.model_citations == (wrong,) and first.citations == (paris,) and first.supported
@@ -278,19 +262,12 @@ def test_cli_ask_json_has_sentences_sources_and_retrieved(cli) -> None:  # type:
     assert {"score", "model_citations"} <= set(out["sentences"][0])
 
 
-def test_cli_marks_unsupported_sentences(monkeypatch, cli) -> None:  # type: ignore[no-untyped-def]
-    import rag.pipeline as pipeline_module
-
-    real_init = pipeline_module.RagPipeline.__init__
-
-    def init(self, s, **kw):  # type: ignore[no-untyped-def]
-        real_init(self, s, llm=ScriptedLLM("The warranty lasts 24 months [1]. It also covers theft by Martians."))
-
-    monkeypatch.setattr(pipeline_module.RagPipeline, "__init__", init)
-    streamed = cli("ask", "How long does the warranty last?")
+def test_cli_marks_unsupported_sentences(cli) -> None:  # type: ignore[no-untyped-def]
+    with overriding(llm=ScriptedLLM("The warranty lasts 24 months [1]. It also covers theft by Martians.")):
+        streamed = cli("ask", "How long does the warranty last?")
+        whole = cli("ask", "How long does the warranty last?", "--no-stream")
     assert streamed.exit_code == 0, streamed.output
     assert "Checked against the sources:" in streamed.stdout
     assert "It also covers theft by Martians. ⚠" in streamed.stdout
     assert "no source the model was given" in streamed.stdout
-    whole = cli("ask", "How long does the warranty last?", "--no-stream")
     assert "Martians. ⚠" in whole.stdout and "“The warranty lasts 24 months" in whole.stdout
