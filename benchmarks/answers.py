@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -103,22 +104,26 @@ def main(argv: list[str] | None = None) -> int:
                     overrides["retrieval"] = {"rerank": False}
                 pipelines[model] = Wiring(load_settings(**overrides)).pipeline()
             answers: dict[str, dict[str, Any]] = {m: {} for m in models}
-            for n, ex in enumerate(examples, 1):
-                for model in models:  # interleaved: A, B, A, B ...
-                    try:
-                        final = None
-                        for part in pipelines[model].stream(ex.question):
-                            if isinstance(part, Answer):
-                                final = part
-                        answers[model][ex.question] = final
-                    except RagError as e:
-                        answers[model][ex.question] = e
-                print(f"{Path(dataset).name} {n}/{len(examples)}", flush=True)
-            import pickle
-
             sub = Path(dataset).stem
-            with open(args.out / f"answers-{sub}.pkl", "wb") as f:  # kept in case scoring fails
-                pickle.dump(answers, f)
+            try:
+                for n, ex in enumerate(examples, 1):
+                    for model in models:  # interleaved: A, B, A, B ...
+                        try:
+                            final = None
+                            for part in pipelines[model].stream(ex.question):
+                                if isinstance(part, Answer):
+                                    final = part
+                            answers[model][ex.question] = final
+                        except RagError as e:
+                            answers[model][ex.question] = e
+                    done = {q for q in answers[models[-1]]}
+                    with open(args.out / f"answers-{sub}.pkl", "wb") as f:  # kept as we go
+                        pickle.dump(answers, f)
+                    print(f"{Path(dataset).name} {n}/{len(examples)}", flush=True)
+            except KeyboardInterrupt:  # Ctrl+C: score the questions every model has answered
+                print("interrupted: scoring the questions answered so far", flush=True)
+            done = set.intersection(*(set(answers[m]) for m in models))
+            examples = [ex for ex in examples if ex.question in done]
             report["sets"][sub] = {}
             for model in models:
                 out = args.out / model / sub

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             pipeline = wiring.pipeline()
             judge = None
-            groups: tuple[str, ...] = ("retrieval", "refusal", "rouge", "bertscore")
+            groups: tuple[str, ...] = ("retrieval", "refusal", "citations", "rouge", "bertscore")
             if args.judge:
                 from evals.judge import GEvalJudge, JudgeConfig
 
