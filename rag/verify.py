@@ -145,11 +145,23 @@ _TECH = re.compile(r"\b[\w]+(?:[._/:-][\w]+)+\b")  # R_LIBS_USER, texsys.cfg, xo
 _NUM = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 
 
+_MONTHS = "january february march april may june july august september october november december".split()
+_NUMERIC_DATE = re.compile(r"\b(1[5-9]\d\d|20\d\d)([-/])(0?[1-9]|1[0-2])\2(0?[1-9]|[12]\d|3[01])\b")
+
+
+def _spell_date(m: re.Match[str]) -> str:
+    """``2008-05-04`` -> ``2008-05-04 (may 4 2008)``: a sentence may write the same date in words."""
+    year, month, day = m.group(1), int(m.group(3)), int(m.group(4))
+    return f"{m.group(0)} ({_MONTHS[month - 1]} {day} {year})"
+
+
 def normalize(text: str) -> str:
-    """Lowercase NFKC text with PDF line-break hyphens joined, thousands separators and number words as digits."""
+    """Lowercase NFKC text with PDF line-break hyphens joined, thousands separators and number words as digits,
+    and numeric dates also spelled out (so "May 4, 2008" finds "2008-05-04")."""
     text = unicodedata.normalize("NFKC", text).replace("’", "'")
     text = re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = _NUMERIC_DATE.sub(_spell_date, text)
     text = re.sub(r"\s+", " ", text).lower()
     return re.sub(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", lambda m: _NUMBER_WORDS[m.group(1)], text)
 
@@ -172,7 +184,7 @@ def evidence_terms(sentence: str) -> list[str]:
         tok = m.group(0)
         if re.fullmatch(r"[\d.,:]+", tok) or re.fullmatch(r"[a-z]+(?:-[a-z]+)+", tok):
             continue  # numbers and times are taken below; "start-up" is a plain word
-        terms.append(normalize(tok).strip(".,"))
+        terms.append(unicodedata.normalize("NFKC", tok).lower().strip(".,"))
         plain = plain.replace(tok, " ")
     terms += [re.sub(r",", "", n) for n in _NUM.findall(normalize(plain))]
     words = _WORD.findall(plain)
@@ -218,8 +230,20 @@ class Reranker(Protocol):  # rag.rerank.Reranker: raw relevance logits
     def score(self, query: str, texts: Sequence[str]) -> list[float]: ...
 
 
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
+
+
+FOCUS_BELOW = 0.5  # passages scoring less are scored again on the window around the sentence's evidence
+
+
 class CrossEncoderSupport:
-    """The cross-encoder's relevance logit of (claim, passage), squashed to 0..1 with a sigmoid."""
+    """The cross-encoder's relevance logit of (claim, passage), squashed to 0..1 with a sigmoid.
+
+    A long passage that states the claim among much else can score low as a whole; where the claim's evidence
+    occurs in it, the window around that evidence (the best-matching sentence of the passage and its neighbours) is
+    scored too, and the higher score counts.
+    """
 
     def __init__(self, reranker: Reranker) -> None:
         self.reranker = reranker
@@ -229,7 +253,28 @@ class CrossEncoderSupport:
         return f"cross-encoder:{self.reranker.name}"
 
     def score(self, claim: str, passages: Sequence[str]) -> list[float]:
-        return [1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x)))) for x in self.reranker.score(claim, passages)]
+        scores = [_sigmoid(x) for x in self.reranker.score(claim, passages)]
+        terms = evidence_terms(claim)
+        redo = {
+            i: w for i, p in enumerate(passages)
+            if scores[i] < FOCUS_BELOW and terms and evidence_found(terms, normalize(p))
+            and (w := focus_window(claim, p)) is not None and len(w) < len(p)
+        }  # fmt: skip
+        if redo:
+            for i, x in zip(redo, self.reranker.score(claim, list(redo.values())), strict=True):
+                scores[i] = max(scores[i], _sigmoid(x))
+        return scores
+
+
+def focus_window(claim: str, passage: str, neighbours: int = 1) -> str | None:
+    """The sentence of ``passage`` that best matches ``claim`` with ``neighbours`` sentences on each side."""
+    pieces = [m for m in re.finditer(r"[^.!?\n]+(?:[.!?]+|\n|$)", passage) if m.group(0).strip()]
+    span = supporting_span(claim, passage)
+    if span is None or not pieces:
+        return None
+    k = next((j for j, m in enumerate(pieces) if m.start() <= span[0] < m.end()), 0)
+    lo, hi = max(0, k - neighbours), min(len(pieces) - 1, k + neighbours)
+    return passage[pieces[lo].start() : pieces[hi].end()].strip()
 
 
 class LexicalSupport:
