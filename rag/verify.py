@@ -106,7 +106,8 @@ def _span(text: str, start: int, end: int) -> SentenceSpan:
 
 def strip_citations(sentence: str) -> str:
     """The sentence without its ``[n]`` markers (what is scored against a source)."""
-    return re.sub(r"\s+([.,;:!?])", r"\1", _CITE.sub("", sentence)).strip()
+    text = re.sub(r"\s+([.,;:!?])", r"\1", _CITE.sub("", sentence))
+    return re.sub(r"(?<!\.)([.!?])\.(?=\s|$)", r"\1", text).strip()  # "floor. [1]." -> "floor."
 
 
 _REFUSAL_RE = re.compile(

@@ -5,7 +5,8 @@ turns are the history). The reply's ``content`` carries ``[n]`` markers, and the
 field (the official ``openai`` client shows it as ``completion.model_extra["sources"]``): every source the model was
 given, with ``n``, ``cited``, ``source``, ``file``, ``page``, ``chunk_id``, ``score`` and ``text``. With
 ``"stream": true`` the reply is standard ``chat.completion.chunk`` server-sent events; the last chunk (the one with
-``finish_reason``) carries ``sources``, before ``data: [DONE]``.
+``finish_reason``) carries ``sources``, before ``data: [DONE]``. With citation verification on, both also carry
+``verified_answer`` and ``sentences`` (``verification_of``); ``sources[].cited`` are the verified citations.
 
 Any front-end with an "OpenAI connection" works with base URL ``http://HOST:PORT/v1`` and an API key.
 """
@@ -87,6 +88,23 @@ def sources_of(answer: Answer) -> list[dict[str, Any]]:
     return [source_json(n, hit, n in cited) for n, hit in enumerate(answer.retrieved, start=1)]
 
 
+def verification_of(answer: Answer) -> dict[str, Any]:
+    """What citation verification (``rag.verify``) made of the model's text: the content of a reply is the model's
+    own text (a stream cannot take back what it sent); ``verified_answer`` is the checked text (the refusal when no
+    sentence was supported) and ``sentences`` the per-sentence attribution, as ``rag ask --json`` gives them."""
+    if not answer.sentences:
+        return {}
+    return {
+        "verified_answer": answer.text,
+        "sentences": [{"text": s.text, "citations": list(s.citations), "supported": s.supported, "score": s.score,
+                       "model_citations": list(s.model_citations)} for s in answer.sentences],
+    }  # fmt: skip
+
+
+def _content(answer: Answer) -> str:
+    return answer.model_text if answer.model_text is not None else answer.text
+
+
 def _usage(answer: Answer, question: str) -> dict[str, int]:
     prompt = approx_tokens(question) + sum(approx_tokens(h.chunk.text) for h in answer.retrieved) + 200
     completion = approx_tokens(answer.text)
@@ -130,10 +148,11 @@ def chat_completions(body: ChatRequest, request: Request, who: Principal = Depen
     _record(request, answer, usage)
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "logprobs": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": _content(answer)}, "logprobs": None,
                      "finish_reason": "stop"}],
         "usage": usage,
         "sources": sources_of(answer),
+        **verification_of(answer),
         **({"standalone_question": answer.standalone_question} if answer.standalone_question else {}),
     }  # fmt: skip
 
@@ -167,7 +186,7 @@ def _events(request: Request, model: str, cid: str, created: int, question: str,
         answer = _refusal(question)
     usage = _usage(answer, question)
     _record(request, answer, usage)
-    yield chunk({}, "stop", sources=sources_of(answer))
+    yield chunk({}, "stop", sources=sources_of(answer), **verification_of(answer))
     if include_usage:
         body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
                 "usage": usage}
