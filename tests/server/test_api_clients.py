@@ -40,6 +40,10 @@ def test_openai_client_chat_carries_citations_and_sources(seeded: Running) -> No
     assert "[1]" in text and reply.choices[0].finish_reason == "stop"
     sources = reply.model_extra["sources"]  # type: ignore[index]
     assert sources and sources[0]["file"] == "lunch.txt"
+    # citation verification rides along: the checked text and each sentence's supporting sources
+    sentences = reply.model_extra["sentences"]  # type: ignore[index]
+    assert sentences and any(s["supported"] and 1 in s["citations"] for s in sentences)
+    assert "noon" in reply.model_extra["verified_answer"]  # type: ignore[index]
     first = sources[0]
     assert set(first) >= {"n", "cited", "source", "file", "page", "chunk_id", "score", "text"}
     assert first["n"] == 1 and first["cited"] is True and "noon" in first["text"]
