@@ -110,10 +110,15 @@ def detect_encoding(sample: bytes) -> str:
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts both
+        return "utf-32"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in sample:
-        raise IngestError("binary file, not text (it contains NUL bytes): check the file type")
+        wide = wide_encoding(sample)
+        if wide is None:
+            raise IngestError("binary file, not text (it contains NUL bytes): check the file type")
+        return wide
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)  # a cut multibyte char is fine
         return "utf-8"
@@ -135,6 +140,45 @@ def detect_encoding(sample: bytes) -> str:
 
 
 _PREFERRED_ON_TIE = ("cp1252", "latin_1", "iso8859_15", "cp1251", "cp1250")
+
+
+def wide_encoding(sample: bytes) -> str | None:
+    """UTF-16 or UTF-32 without a byte order mark (Windows tools write them), else None.
+
+    Text in these encodings has its NUL bytes at one position of each 2- or 4-byte unit (the high byte of ASCII and
+    Latin letters, spaces and digits), where binary data has them anywhere; the sample must also decode to
+    printable text. A mostly-CJK UTF-16 text has no NUL bytes at all and never gets here.
+
+    >>> wide_encoding("Quarterly report, 2024".encode("utf-16-le"))
+    'utf-16-le'
+    >>> wide_encoding("Größe".encode("utf-32-be"))
+    'utf-32-be'
+    >>> wide_encoding(bytes(range(256)) * 4) is None
+    True
+    """
+    for unit, order in ((4, ("utf-32-le", "utf-32-be")), (2, ("utf-16-le", "utf-16-be"))):
+        units = len(sample) // unit
+        if units == 0:
+            continue
+        zeros = [sum(1 for i in range(pos, units * unit, unit) if sample[i] == 0) for pos in range(unit)]
+        # the one byte of each unit that varies most: the lowest (LE: first, BE: last)
+        low_le, low_be = zeros[0], zeros[-1]
+        if unit == 4 and min(zeros[1:-1]) < 0.9 * units:
+            continue  # UTF-32 text of the BMP has two zero bytes in the middle of nearly every unit
+        for encoding, low, high in ((order[0], low_le, max(zeros[1:])), (order[1], low_be, max(zeros[:-1]))):
+            if high < max(1, 0.05 * units) or low > 0.1 * high:
+                continue
+            try:
+                text = codecs.getincrementaldecoder(encoding)().decode(sample[: units * unit], final=False)
+            except UnicodeDecodeError:
+                continue
+            if text and "\x00" not in text and _printable_share(text) >= 0.9:
+                return encoding
+    return None
+
+
+def _printable_share(text: str) -> float:
+    return sum(1 for ch in text if ch.isprintable() or ch in "\n\r\t\f") / len(text)
 
 
 def _iter_text_pieces(path: Path) -> Iterator[tuple[int, str]]:
@@ -213,10 +257,14 @@ def load_html(path: Path, file_hash: str) -> Iterator[Document]:
         raise _vanished(path) from e
     if not raw.strip():
         raise IngestError("empty file")
+    markup: bytes | str = raw
     if b"\x00" in raw[:SNIFF_BYTES] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise IngestError("binary file, not HTML (it contains NUL bytes): check the file type")
+        wide = wide_encoding(raw[:SNIFF_BYTES])
+        if wide is None:
+            raise IngestError("binary file, not HTML (it contains NUL bytes): check the file type")
+        markup = raw.decode(wide, errors="replace")  # UTF-16/32 without a BOM: BeautifulSoup would not guess it
     # BeautifulSoup detects the encoding itself (BOM, <meta charset>, then charset-normalizer).
-    soup = BeautifulSoup(raw, "lxml")
+    soup = BeautifulSoup(markup, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""  # it lives in <head>, dropped next
     for tag in soup(_INVISIBLE):
         tag.decompose()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,7 @@ class IngestSummary:
     skipped: tuple[FailedFile, ...] = ()  # files of a type no loader reads
     collection: str = ""
     chunks_total: int | None = None  # chunks in the collection after the run (None when the store was not opened)
+    cleaned_up: tuple[FailedFile, ...] = ()  # files an interrupted run left half-done, whose chunks were removed
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object.
@@ -76,6 +78,7 @@ class IngestSummary:
         d = asdict(self)
         d["failed"] = [asdict(f) for f in self.failed]
         d["skipped"] = [asdict(f) for f in self.skipped]
+        d["cleaned_up"] = [asdict(f) for f in self.cleaned_up]
         d["seconds"] = round(self.seconds, 3)
         return d
 
@@ -335,9 +338,10 @@ class _Run:
             return
         self._done(prep, n, removed)
 
-    def prune(self, keep: set[str]) -> None:
+    def prune(self, keep: set[str], excluded: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Drop files that no longer exist, and those this run skipped by policy (e.g. a symlink not followed)."""
         for source in sorted(self.manifest.all()):
-            if source not in keep and not Path(source).exists():
+            if source not in keep and (source in excluded or _gone(source)):
                 self.lexical_stale()
                 self.counts.chunks_removed += self.store.delete_source(source)
                 self.manifest.remove(source)
@@ -346,6 +350,7 @@ class _Run:
     def close(self) -> None:
         if self.keep_open:
             self.collection.flush()
+            self.collection.release_writer()  # the collection stays open for its caller; other writers may go on
         else:
             self.collection.close()
 
@@ -360,6 +365,17 @@ def file_config_key(config_key: str, groups: Sequence[str]) -> str:
     if not groups:
         return config_key
     return hashlib.sha256(f"{config_key}|groups={','.join(sorted(groups))}".encode()).hexdigest()[:16]
+
+
+def _gone(source: str) -> bool:
+    """Whether a file certainly no longer exists (a folder we may not read says nothing: keep its files)."""
+    try:
+        os.stat(source)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _dedup(chunks: Iterator[Chunk]) -> list[Chunk]:
@@ -393,14 +409,23 @@ def ingest_paths(
     t0 = time.perf_counter()
     wiring = target if isinstance(target, Wiring) else Wiring(target, embedder=embedder)
     settings = wiring.settings
-    files, skipped = discover(paths, settings.ingest.include)
+    files, skipped, unreadable = discover(
+        paths, settings.ingest.include, follow_symlinks_outside=settings.ingest.follow_symlinks_outside
+    )
     from ingest.access import file_groups
 
     access = file_groups(files, paths, groups)
     run = _Run(wiring, progress)
     run.groups, run.keep_open = access, keep_open
     run.total = len(files)
+    run.counts.failed.extend(unreadable)  # folders and links that could not be read
     try:
+        # Files a killed run left half-done lose their partial chunks first (they are ingested again below if
+        # they are among ``paths``), and the summary says so.
+        cleaned = [
+            FailedFile(source, f"left half-done by an interrupted run: its {n} partial chunks were removed")
+            for source, n in run.collection.clean_pending()
+        ]
         todo = run.plan(files)
         batch: list[_Prepared] = []
         pending_chunks = 0
@@ -425,11 +450,11 @@ def ingest_paths(
                     pending_chunks = 0
         run.flush(batch)
         if prune:
-            run.prune({str(f) for f in files})
-        # Rebuilt when this run changed the store, when an earlier run died before rebuilding it, or when missing.
+            run.prune({str(f) for f in files}, {f.path for f in skipped})
+        # Rebuilt (under the writer lock) when this run changed the store, when an earlier run died before
+        # rebuilding it, or when its chunk count is not the collection's.
         collection = run.collection
-        if collection.bm25_stale_marker.exists() or (run.manifest.all() and not collection.bm25_dir.exists()):
-            collection.rebuild_bm25()
+        collection.sync_bm25()
         if collection.store_is_open:
             chunks_total: int | None = run.store.count()
         else:  # the store was never opened: the manifest knows the counts of committed files
@@ -450,6 +475,7 @@ def ingest_paths(
         skipped=tuple(skipped),
         collection=settings.collection,
         chunks_total=chunks_total,
+        cleaned_up=tuple(cleaned),
     )
 
 

@@ -23,7 +23,7 @@ def sample_documents(folder: Path = SAMPLES_DIR) -> list[Path]:
     from ingest.discover import discover
     from rag.config import IngestSettings
 
-    return discover([folder], IngestSettings().include)[0]
+    return discover([folder], IngestSettings().include).files
 
 
 def demo_questions(folder: Path) -> Sequence[str]:

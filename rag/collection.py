@@ -9,6 +9,12 @@ ingestion, the answering pipeline, the UI's document list, evals and the HTTP se
         faiss/ | memory/ | qdrant_edge/ | qdrant_local/     the vector store (a Qdrant server keeps its own)
         bm25/                           the keyword index, rebuilt from the store's chunks
         bm25.stale                      present while the store has changes the keyword index does not have yet
+        writer.lock                     held (flock) by the one process that changes the collection
+
+One writer at a time: whatever changes the store, the manifest or the keyword index first takes the collection's
+writer lock (``acquire_writer``; a second writer waits ``RAG_STORE__LOCK_TIMEOUT_S``, then gets a ``StoreError``),
+and the stale marker is set and cleared only under it, so a writer that finishes first can never clear the marker
+of one that is still writing. The lock is an ``flock``: a writer killed with ``kill -9`` releases it with its life.
 
 A missing collection is ``CollectionNotFound`` and an empty one ``CollectionEmpty``: typed, never a string match.
 Opening a collection for reading never creates it; only writers (``create=True``) do.
@@ -23,11 +29,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import re
 import shutil
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +79,10 @@ class Collection:
         self._embedder = embedder
         self._store: VectorStore | None = None
         self._manifest: Manifest | None = None
+        self._lock_mutex = threading.RLock()
+        self._lock_fd: int | None = None
+        self._lock_depth = 0  # re-entrant within this object: ``writing()`` blocks nest, ``acquire_writer`` is one
+        self._writer_held = False
 
     # -- where things live ------------------------------------------------------------------------------------------
     @property
@@ -101,6 +116,10 @@ class Collection:
     @property
     def bm25_stale_marker(self) -> Path:
         return self.root / "bm25.stale"
+
+    @property
+    def writer_lock_path(self) -> Path:
+        return self.root / "writer.lock"
 
     @property
     def uploads_dir(self) -> Path:
@@ -147,17 +166,19 @@ class Collection:
     def delete_document(self, source: str) -> int:
         """Remove a file's chunks and manifest entry; returns the number of chunks removed."""
         self.require()
-        key = source if self.manifest.get(source) else str(Path(source).expanduser().resolve())
-        self.mark_bm25_stale()
-        self.manifest.mark_pending(key)  # a crash before the delete completes re-does it on the next ingest
-        removed = self.store.delete_source(key)
-        self.manifest.remove(key)
-        self.rebuild_bm25()
-        return removed
+        with self.writing():  # released at the end: a server keeps the collection open and serving
+            key = source if self.manifest.get(source) else str(Path(source).expanduser().resolve())
+            self.mark_bm25_stale()
+            self.manifest.mark_pending(key)  # a crash before the delete completes re-does it on the next ingest
+            removed = self.store.delete_source(key)
+            self.manifest.remove(key)
+            self.rebuild_bm25()
+            return removed
 
     def drop(self) -> None:
         """Delete the whole collection: its store (also on a Qdrant server), manifests, keyword index, uploads."""
         self.require()
+        self.acquire_writer()
         store = self.store
         drop_remote = getattr(store, "drop", None)
         if callable(drop_remote):
@@ -166,24 +187,157 @@ class Collection:
         shutil.rmtree(self.root)
         shutil.rmtree(self.uploads_dir, ignore_errors=True)
 
+    # -- the writer lock --------------------------------------------------------------------------------------------
+    def acquire_writer(self) -> None:
+        """Take the writer lock and keep it until ``close()`` (what ingestion and deletion do before any change).
+
+        Waits up to ``settings.store.lock_timeout_s`` for another writer; ``StoreError`` naming it after that.
+        """
+        with self._lock_mutex:
+            if not self._writer_held:
+                self._lock(wait=True)
+                self._writer_held = True
+
+    def release_writer(self) -> None:
+        """Give the lock ``acquire_writer`` took back before ``close()`` (a caller that keeps the collection open)."""
+        with self._lock_mutex:
+            if self._writer_held:
+                self._writer_held = False
+                self._unlock()
+
+    @contextlib.contextmanager
+    def writing(self, *, wait: bool = True) -> Iterator[bool]:
+        """The writer lock for the block; with ``wait=False`` yields False at once when another process holds it."""
+        got = self._lock(wait=wait)
+        try:
+            yield got
+        finally:
+            if got:
+                self._unlock()
+
+    @property
+    def holds_writer_lock(self) -> bool:
+        return self._lock_depth > 0
+
+    def _lock(self, *, wait: bool) -> bool:
+        import fcntl
+
+        with self._lock_mutex:
+            if self._lock_depth:
+                self._lock_depth += 1
+                return True
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise StoreError(f"cannot write to the collection in {self.root}: {e.strerror}; check its "
+                                 "permissions") from e  # fmt: skip
+            deadline = time.monotonic() + (self.settings.store.lock_timeout_s if wait else 0.0)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = _read_holder(fd)
+                        os.close(fd)
+                        if not wait:
+                            return False
+                        raise StoreError(
+                            f"another process{holder} is changing the collection {self.name!r} (a running "
+                            f"`rag ingest`?); waited {self.settings.store.lock_timeout_s:g} s: try again when it "
+                            "has finished, or raise RAG_STORE__LOCK_TIMEOUT_S"
+                        ) from None
+                    time.sleep(0.05)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._lock_fd, self._lock_depth = fd, 1
+            return True
+
+    def _unlock(self, *, all_levels: bool = False) -> None:
+        import fcntl
+
+        with self._lock_mutex:
+            if not self._lock_depth:
+                return
+            self._lock_depth = 0 if all_levels else self._lock_depth - 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._lock_fd, 0)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
     # -- the keyword index ------------------------------------------------------------------------------------------
     def mark_bm25_stale(self) -> None:
-        """Say "the store is about to change" before changing it: a crash before the rebuild is then noticed."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Say "the store is about to change" before changing it (under the writer lock, which this takes if it is
+        not held yet, until ``close()``)."""
+        if not self.holds_writer_lock:
+            self.acquire_writer()
         self.bm25_stale_marker.touch()
 
-    def bm25_needs_rebuild(self) -> bool:
-        return self.bm25_stale_marker.exists() or (self.store.count() > 0 and not self.bm25_dir.exists())
+    def bm25_needs_rebuild(self, *, counts: bool = True) -> bool:
+        """A writer marked the keyword index stale, it is missing, or (``counts``) its chunk count is not the
+        collection's."""
+        if self.bm25_stale_marker.exists():
+            return True
+        have = bm25_chunk_count(self.bm25_dir)
+        if not counts:
+            return have is None and self.store.count() > 0
+        if self.store_is_open:
+            expected = self.store.count()
+        else:  # cheap: the manifest knows how many chunks the committed files have
+            expected = sum(r.chunks for r in self.manifest.all().values() if r.status == "done")
+        return have != expected if have is not None else expected > 0
 
     def rebuild_bm25(self) -> None:
         """The keyword index rebuilt from the store's chunks (the store is the truth); clears the stale marker."""
         from rag.lexical import build_bm25_index
 
-        try:
-            build_bm25_index(self.store.chunks(), self.bm25_dir)
-        except OSError as e:
-            raise StoreError(f"cannot write the keyword index in {self.bm25_dir}: {e}") from e
-        self.bm25_stale_marker.unlink(missing_ok=True)
+        with self.writing():
+            try:
+                build_bm25_index(self.store.chunks(), self.bm25_dir)
+            except OSError as e:
+                raise StoreError(f"cannot write the keyword index in {self.bm25_dir}: {e}") from e
+            self.bm25_stale_marker.unlink(missing_ok=True)
+
+    def sync_bm25(self, *, counts: bool = True) -> bool:
+        """Rebuild the keyword index if it is out of step, unless another writer is at work (it will, at its end).
+
+        Ingestion calls this at the end of every run, and retrieval before it loads the index (``counts=False``:
+        only the marker and a missing index, no counting per query), so a writer killed before its rebuild costs
+        one rebuild later, never a keyword index that silently lacks chunks. Returns whether it rebuilt.
+        """
+        if not self.exists() or not self.bm25_needs_rebuild(counts=counts):
+            return False
+        with self.writing(wait=False) as got:
+            if got and self.bm25_needs_rebuild(counts=counts):
+                self.rebuild_bm25()
+                return True
+        return False
+
+    # -- files a run left half-done ---------------------------------------------------------------------------------
+    def clean_pending(self) -> list[tuple[str, int]]:
+        """Remove the chunks and manifest entries of files a stopped run left ``pending`` (half-written or
+        half-deleted): (file, chunks removed) for each. Takes the writer lock only when there is something to do.
+
+        Ingestion calls it first, so a file killed half-way is never searchable in part past the next run (and
+        retrieval hides pending files until then: ``pending_among``).
+        """
+        if not self.exists() or not self.manifest.pending():
+            return []
+        self.acquire_writer()
+        cleaned = []
+        for source in self.manifest.pending():  # again, under the lock: a live writer's files are not ours to touch
+            self.mark_bm25_stale()
+            cleaned.append((source, self.store.delete_source(source)))
+            self.manifest.remove(source)
+        return cleaned
+
+    def pending_among(self, sources: Iterable[str]) -> set[str]:
+        """Which of ``sources`` are being changed (or were left half-done by a stopped run): not to be shown."""
+        return set(self.manifest.pending(sources)) if self.exists() else set()
 
     # -- the invariant -----------------------------------------------------------------------------------------------
     def check(self) -> Consistency:
@@ -195,8 +349,13 @@ class Collection:
         report = Consistency(collection=self.name)
         records = self.manifest.all()
         ids_by_source: dict[str, list[str]] = {}
+        stale: set[str] = set()
         for chunk in self.store.chunks():
             ids_by_source.setdefault(chunk.source, []).append(chunk.id)
+            record = records.get(chunk.source)
+            if record is not None and record.status == "done" and chunk.file_hash != record.file_hash:
+                stale.add(chunk.source)
+        report.stale_versions = sorted(stale)
         all_ids = [cid for ids in ids_by_source.values() for cid in ids]
         report.chunks = len(all_ids)
         report.files = sum(1 for r in records.values() if r.status == "done")
@@ -226,8 +385,9 @@ class Collection:
         for the store: chunks of a file that is pending, not in the manifest, or whose count disagrees are removed
         with its manifest entry, so the next ``rag ingest`` of the folder indexes that file again, cleanly.
         """
+        self.acquire_writer()
         report = self.check()
-        for source in sorted({*report.pending, *report.orphans, *(s for s, _, _ in report.count_mismatch)}):
+        for source in report.files_to_reingest():
             self.mark_bm25_stale()
             self.store.delete_source(source)
             self.manifest.remove(source)
@@ -259,8 +419,13 @@ class Collection:
             if store is not None:
                 store.close()
         finally:
-            if manifest is not None:
-                manifest.close()
+            try:
+                if manifest is not None:
+                    manifest.close()
+            finally:
+                with self._lock_mutex:  # released last: everything this writer changed is flushed by now
+                    self._writer_held = False
+                    self._unlock(all_levels=True)
 
     def __enter__(self) -> Collection:
         return self
@@ -279,6 +444,7 @@ class Consistency:
     pending: list[str] = field(default_factory=list)  # files a run was changing when it stopped
     orphans: list[str] = field(default_factory=list)  # files with chunks in the store but not in the manifest
     count_mismatch: list[tuple[str, int, int]] = field(default_factory=list)  # (file, manifest says, store has)
+    stale_versions: list[str] = field(default_factory=list)  # files with chunks of another version than recorded
     duplicate_ids: list[str] = field(default_factory=list)
     bm25_missing: int = 0  # chunk ids in the store that the keyword index lacks
     bm25_extra: int = 0  # chunk ids in the keyword index that the store no longer has
@@ -286,17 +452,48 @@ class Consistency:
 
     @property
     def clean(self) -> bool:
-        return not (self.pending or self.orphans or self.count_mismatch or self.duplicate_ids or self.bm25_missing
-                    or self.bm25_extra or self.bm25_stale)  # fmt: skip
+        return not (self.pending or self.orphans or self.count_mismatch or self.stale_versions or self.duplicate_ids
+                    or self.bm25_missing or self.bm25_extra or self.bm25_stale)  # fmt: skip
+
+    def files_to_reingest(self) -> list[str]:
+        """Files whose chunks ``repair`` removes (with their manifest entry) so the next ingest adds them cleanly."""
+        mismatched = (s for s, _, _ in self.count_mismatch)
+        return sorted({*self.pending, *self.orphans, *mismatched, *self.stale_versions})
+
+    def to_dict(self) -> dict[str, object]:
+        return {"collection": self.collection, "clean": self.clean, "files": self.files, "chunks": self.chunks,
+                "problems": self.problems(), "pending": self.pending, "orphans": self.orphans,
+                "count_mismatch": [list(m) for m in self.count_mismatch], "stale_versions": self.stale_versions,
+                "duplicate_ids": self.duplicate_ids, "bm25_missing": self.bm25_missing,
+                "bm25_extra": self.bm25_extra, "bm25_stale": self.bm25_stale}  # fmt: skip
 
     def problems(self) -> list[str]:
         """One line per problem, for people."""
         out = [f"{s}: pending (a run stopped while changing it)" for s in self.pending]
         out += [f"{s}: chunks in the store but not in the manifest" for s in self.orphans]
         out += [f"{s}: the manifest says {m} chunks, the store has {n}" for s, m, n in self.count_mismatch]
+        out += [f"{s}: chunks of another version of the file than the manifest records" for s in self.stale_versions]
         out += [f"chunk id {c} is stored more than once" for c in self.duplicate_ids]
         if self.bm25_missing or self.bm25_extra:
             out.append(f"keyword index out of step: {self.bm25_missing} chunks missing, {self.bm25_extra} extra")
         if self.bm25_stale:
             out.append("keyword index marked stale (a writer stopped before rebuilding it)")
         return out
+
+
+def bm25_chunk_count(directory: Path) -> int | None:
+    """How many chunks the current keyword index holds (from its metadata), or None when there is none."""
+    try:
+        version = (directory / "CURRENT").read_text().strip()
+        return int(json.loads((directory / version / "meta.json").read_text())["chunks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_holder(fd: int) -> str:
+    """`` (pid N)`` of the lock's holder as it wrote it, or nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(os.pread(fd, 32, 0).decode().strip() or 0)
+        if pid:
+            return f" (pid {pid})"
+    return ""

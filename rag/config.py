@@ -90,11 +90,17 @@ class StoreSettings(BaseModel):
     qdrant_api_key: SecretStr | None = None
     shard_number: int = Field(1, ge=1)
     replication_factor: int = Field(1, ge=1)
+    lock_timeout_s: float = Field(
+        10.0, ge=0, description="how long a writer waits for another one (e.g. a running rag ingest) to finish"
+    )
 
 
 class RetrievalSettings(BaseModel):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     k: int = Field(5, ge=1, description="sources put in the prompt")
+    max_k: int = Field(
+        1000, ge=1, description="the most hits one search may ask for (--k): bounds the work a single request causes"
+    )
     candidates: int = Field(30, ge=1, description="hits taken from each retriever before fusion/reranking")
     rrf_k: int = Field(60, ge=1)
     # None: on for answers (rag ask, the chat, evals), off for `rag search`; True/False: everywhere
@@ -151,6 +157,11 @@ class IngestSettings(BaseModel):
     max_file_mb: float = Field(512.0, gt=0, description="files larger than this are skipped and reported")
     workers: int = Field(2, ge=1, description="parallel file parsers")
     include: list[str] = Field(default_factory=lambda: ["*.pdf", "*.md", "*.markdown", "*.txt", "*.html", "*.htm"])
+    follow_symlinks_outside: bool = Field(
+        False,
+        description="follow symlinks (to files and folders) whose target is outside the folder being ingested; "
+        "off: such links are listed as skipped, so a link to /etc/passwd never puts it in the index",
+    )
     # Folders on the server that admins may index from the web app or the API ("index a folder on this machine");
     # empty: none. RAG_INGEST__ALLOWED_ROOTS=/srv/docs,/mnt/share
     allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)

@@ -17,7 +17,9 @@ Example::
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class Manifest:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._mutex = threading.Lock()  # one connection shared by a UI's sessions: one query at a time
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -74,6 +77,21 @@ class Manifest:
             "SELECT source, file_hash, size, mtime_ns, config_key, chunks, status FROM files"
         ).fetchall()
         return {r[0]: FileRecord(*r) for r in rows}
+
+    def pending(self, among: Iterable[str] | None = None) -> list[str]:
+        """Files marked pending (being changed, or left half-done by a stopped run), optionally among ``among``."""
+        with self._mutex:
+            if among is None:
+                rows = self._db.execute("SELECT source FROM files WHERE status != 'done' ORDER BY source").fetchall()
+                return [r[0] for r in rows]
+            wanted = list(dict.fromkeys(among))
+            out: list[str] = []
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                out += [r[0] for r in self._db.execute(
+                    f"SELECT source FROM files WHERE status != 'done' AND source IN ({','.join('?' * len(part))})",
+                    part)]  # fmt: skip
+            return out
 
     def mark_pending(self, source: str) -> None:
         """Say "this file's chunks are being replaced" before touching them (crash-safe ordering)."""

@@ -24,12 +24,14 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from rag.config import RetrievalSettings
-from rag.errors import ConfigError, StoreError
+from rag.errors import ConfigError, StoreError, UsageError
 from rag.lexical import BM25Index, build_bm25_index
 from rag.rerank import Reranker, load_reranker, rerank
 from rag.types import Embedder, Filters, ScoredChunk, VectorStore
@@ -82,27 +84,112 @@ def text_similarity(a: Counter[str], b: Counter[str]) -> float:
 def remove_near_duplicates(
     hits: Sequence[ScoredChunk], threshold: float, limit: int | None = None
 ) -> list[ScoredChunk]:
-    """Drop each hit whose text is at least ``threshold`` similar to a better-ranked one kept before it.
+    """Drop each hit whose text is at least ``threshold`` similar to a better-ranked one kept before it; stop once
+    ``limit`` hits are kept (the rest could never be shown).
 
     Copies of one paragraph in several files (or overlapping chunks of one file) would otherwise fill the prompt
     with the same words. ``threshold >= 1`` drops only exact duplicates. ``limit``: stop once that many are kept
-    (the same first ``limit`` hits; comparing all 60 fused candidates pairwise cost ~15 ms a query).
+    (the same first ``limit`` hits a full pass would keep).
+
+    Comparing every hit with every kept one is quadratic (178 s for 100,000 hits), so a hit is compared only with
+    kept hits that could reach the threshold, found through their rarest words without missing any pair (prefix
+    filtering, "All-Pairs", Bayardo et al., WWW 2007): split a word vector ``x`` (unit length) into its rarest
+    words ``P(x)`` and the rest ``S(x)`` with ``|x_S| < threshold``; then ``x·y = x_P·y + x_S·y < x_P·y +
+    threshold``, so ``x·y >= threshold`` needs a word of ``P(x)`` in ``y``, and likewise a word of ``P(y)`` in
+    ``x``. The candidates left are scored together with numpy, and the result is exactly the quadratic loop's
+    (``benchmarks/dedup.py`` checks it on real text and measures both).
     """
+    wanted = len(hits) if limit is None else max(0, limit)
     kept: list[ScoredChunk] = []
-    bags: list[Counter[str]] = []
     hashes: set[str] = set()
-    for hit in hits:
-        if limit is not None and len(kept) >= limit:
+    if threshold >= 1.0:
+        for hit in hits:
+            if len(kept) >= wanted:
+                break
+            if hit.chunk.content_hash not in hashes:
+                kept.append(hit)
+                hashes.add(hit.chunk.content_hash)
+        return kept
+    kept_set = _KeptBags(threshold, [_bag(h.chunk.text) for h in hits])
+    for i, hit in enumerate(hits):
+        if len(kept) >= wanted:
             break
-        if hit.chunk.content_hash in hashes:
+        if hit.chunk.content_hash in hashes or kept_set.near(i):
             continue
-        bag = _bag(hit.chunk.text)
-        if threshold < 1.0 and any(text_similarity(bag, other) >= threshold for other in bags):
-            continue
+        kept_set.keep(i)
         kept.append(hit)
-        bags.append(bag)
         hashes.add(hit.chunk.content_hash)
     return kept
+
+
+class _KeptBags:
+    """The word vectors of the kept hits, indexed by word and by prefix word (see ``remove_near_duplicates``)."""
+
+    def __init__(self, threshold: float, bags: list[Counter[str]]) -> None:
+        self.threshold = threshold
+        self.bags = bags
+        df: Counter[str] = Counter()
+        for bag in bags:
+            df.update(bag.keys())
+        self.word_ids = {w: n for n, (w, _) in enumerate(sorted(df.items(), key=lambda item: (item[1], item[0])))}
+        self.norms = [math.sqrt(sum(v * v for v in bag.values())) for bag in bags]
+        self.kept: list[int] = []  # indexes into ``bags``
+        self.by_word: dict[int, list[int]] = {}  # word id -> positions in ``kept`` of the bags that have it
+        self.by_prefix_word: dict[int, list[int]] = {}  # the same for the words of their prefixes
+        self.rows: list[tuple[np.ndarray, np.ndarray]] = []  # (word ids, counts) per kept bag
+        self.dense = np.zeros(len(self.word_ids), dtype=np.float64)
+
+    def prefix(self, i: int) -> list[int]:
+        """Word ids of bag ``i``'s rarest words, until less than ``threshold`` of its length is left."""
+        bag, norm = self.bags[i], self.norms[i]
+        rest = norm * norm
+        bound = (self.threshold * norm) ** 2 * (1 - 1e-9)  # a hair inside: rounding never loses a true pair
+        out = []
+        for wid, word in sorted((self.word_ids[w], w) for w in bag):  # ids are in rarity order
+            if rest < bound:
+                break
+            out.append(wid)
+            rest -= bag[word] * bag[word]
+        return out
+
+    def near(self, i: int) -> bool:
+        """Whether bag ``i`` is at least ``threshold`` similar to a kept one."""
+        bag, norm = self.bags[i], self.norms[i]
+        if not norm or not self.kept:
+            return False
+        mine: set[int] = set().union(*(self.by_word.get(w, ()) for w in self.prefix(i)))
+        if not mine:
+            return False
+        ids = [self.word_ids[w] for w in bag]
+        theirs: set[int] = set().union(*(self.by_prefix_word.get(w, ()) for w in ids))
+        candidates = sorted(mine & theirs)
+        if not candidates:
+            return False
+        # all candidates' dot products at once: bag i spread over the vocabulary, gathered at each candidate's words
+        self.dense[ids] = [bag[w] for w in bag]
+        try:
+            row_ids = [self.rows[c][0] for c in candidates]
+            counts = np.concatenate([self.rows[c][1] for c in candidates])
+            gathered = self.dense[np.concatenate(row_ids)] * counts
+            owner = np.repeat(np.arange(len(candidates)), [len(r) for r in row_ids])
+            dots = np.bincount(owner, weights=gathered, minlength=len(candidates))
+        finally:
+            self.dense[ids] = 0.0
+        other_norms = np.array([self.norms[self.kept[c]] for c in candidates])
+        close = np.flatnonzero(dots >= self.threshold * norm * other_norms * (1 - 1e-9))
+        # the reference formula decides the few that come close (the same floating-point result as before)
+        return any(text_similarity(bag, self.bags[self.kept[candidates[j]]]) >= self.threshold for j in close)
+
+    def keep(self, i: int) -> None:
+        position = len(self.kept)
+        bag = self.bags[i]
+        ids = np.fromiter((self.word_ids[w] for w in bag), dtype=np.int64, count=len(bag))
+        for wid in ids.tolist():
+            self.by_word.setdefault(wid, []).append(position)
+        for wid in self.prefix(i):
+            self.by_prefix_word.setdefault(wid, []).append(position)
+        self.rows.append((ids, np.fromiter(bag.values(), dtype=np.float64, count=len(bag))))
+        self.kept.append(i)
 
 
 class Retriever:
@@ -120,12 +207,18 @@ class Retriever:
         store: VectorStore,
         bm25_dir: Path | None = None,
         reranker: Reranker | None = None,
+        sync_bm25: Callable[[], object] | None = None,
+        pending_among: Callable[[Iterable[str]], set[str]] | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.store = store
         self.bm25_dir = Path(bm25_dir) if bm25_dir is not None else None
         self._reranker = reranker
+        # From the collection (rag.wiring): bring the keyword index in step when a writer died before rebuilding
+        # it, and say which files are half-written (their chunks are not shown until their run commits them).
+        self._sync_bm25 = sync_bm25
+        self._pending_among = pending_among
         self._bm25: BM25Index | None = None
         self._bm25_version: str | None = None
         self._lock = threading.Lock()
@@ -142,6 +235,8 @@ class Retriever:
             raise ConfigError("BM25 and hybrid retrieval need the collection's bm25 directory")
         with self._lock:
             pointer = self.bm25_dir / "CURRENT"
+            if self._sync_bm25 is not None:
+                self._sync_bm25()  # a no-op unless the index is marked stale or its count is off, and no writer runs
             if not pointer.exists() and self.store.count() > 0:
                 # A collection indexed before BM25 existed: build it once and keep it (never per query).
                 log.info("building the missing BM25 index in %s", self.bm25_dir)
@@ -168,6 +263,10 @@ class Retriever:
         """The top ``k`` chunks for ``query``, best first; settings give every default."""
         s = self.settings
         k = k or s.k
+        if k > s.max_k:
+            raise UsageError(
+                f"k={k} is more than the {s.max_k} hits a search may return (RAG_RETRIEVAL__MAX_K): ask for fewer"
+            )
         mode = mode or s.mode
         use_rerank = s.rerank if rerank_hits is None else rerank_hits
         if mode not in MODES:
@@ -188,6 +287,9 @@ class Retriever:
                 log.warning("BM25 index unavailable, hybrid falls back to dense: %s", e)
                 lexical = []
             hits = rrf_fuse({"dense": dense, "bm25": lexical}, s.rrf_k)
+        if self._pending_among is not None and hits:
+            hidden = self._pending_among({h.chunk.source for h in hits})
+            hits = [h for h in hits if h.chunk.source not in hidden] if hidden else hits
         hits = remove_near_duplicates(hits, s.dedup_threshold, limit=max(RERANK_MAX, k) if use_rerank else k)
         if use_rerank:
             hits = rerank(query, hits[: max(RERANK_MAX, k)], self.reranker)

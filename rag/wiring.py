@@ -134,6 +134,8 @@ class Wiring:
             store=collection.store,
             bm25_dir=collection.bm25_dir,
             reranker=_LazyReranker(self.reranker),
+            sync_bm25=lambda: collection.sync_bm25(counts=False),
+            pending_among=collection.pending_among,
         )
 
     def pipeline(self, name: str | None = None) -> RagPipeline:

@@ -561,6 +561,7 @@ def open_faiss_store(settings: Settings, directory: Path, dim: int, embedding_mo
         hnsw_ef_construction=s.hnsw_ef_construction,
         hnsw_ef_search=s.hnsw_ef_search,
         use_gpu=s.use_gpu,
+        lock_timeout_s=s.lock_timeout_s,
     )
 
 
