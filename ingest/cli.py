@@ -106,7 +106,8 @@ def _print_summary(s: object, console: object) -> None:
         ("changed", s.changed),
         ("unchanged", s.unchanged),
         ("failed", len(s.failed)),
-        ("skipped (unsupported)", len(s.skipped)),
+        ("skipped", len(s.skipped)),
+        ("cleaned up", len(s.cleaned_up)),
         ("pruned files", s.pruned_files),
         ("chunks added", s.chunks_added),
         ("chunks removed", s.chunks_removed),
@@ -115,6 +116,11 @@ def _print_summary(s: object, console: object) -> None:
     ]:
         table.add_row(label, str(value))
     console.print(table)  # type: ignore[attr-defined]
+    if s.cleaned_up:
+        cleaned = Table("file", "what happened", title="cleaned up", title_justify="left")
+        for f in s.cleaned_up:
+            cleaned.add_row(f.path, f.reason)
+        console.print(cleaned)  # type: ignore[attr-defined]
     if s.failed or s.skipped:
         problems = Table("file", "reason", title="not ingested", title_justify="left")
         for f in (*s.failed, *s.skipped):

@@ -7,7 +7,8 @@ so ``rag --help`` stays instant.
 
 Exit codes, the same for every command: 0 success; 1 a runtime error (``RagError``: the LLM is down, the index is
 locked or unreadable, ...); 2 a usage or configuration error (invalid settings, a malformed ``rag.toml``, a path
-or collection that does not exist; also typer's own usage errors); 130 interrupted. The error is one line on
+or collection that does not exist; also typer's own usage errors); 130 interrupted (Ctrl+C); 143 terminated
+(``SIGTERM``; 129 for ``SIGHUP``), after the command has stopped its children and closed its files. The error is one line on
 stderr; commands with ``--json`` also print ``{"error": ...}`` on stdout so a script always gets JSON.
 
     $ rag ingest ~/papers --collection papers
@@ -27,6 +28,7 @@ import typer
 from evals.cli import eval_command, judge_meta_command
 from ingest.cli import demo_command, ingest_command
 from rag.commands import ask_command, search_command, serve_llm_command
+from rag.doctor import doctor_command
 from server.cli import keys_app, serve_command, users_app
 from ui.cli import chat_command
 
@@ -48,6 +50,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("judge-meta", judge_meta_command),
     ("serve-llm", serve_llm_command),
     ("serve", serve_command),
+    ("doctor", doctor_command),
 )
 
 
@@ -69,15 +72,20 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         from rag.config import describe_validation_error
         from rag.errors import RagError
 
+        from rag.processes import Terminated, terminating_on_signals
+
         json_out = bool(kwargs.get("json_out"))
         try:
-            return func(*args, **kwargs)
+            with terminating_on_signals():  # SIGTERM/SIGHUP unwind like Ctrl+C: children stopped, files closed
+                return func(*args, **kwargs)
         except RagError as e:
             raise fail(str(e), e.exit_code, json_out=json_out) from None
         except ValidationError as e:  # settings built without load_settings (a bug, but still one line)
             raise fail(describe_validation_error(e), 2, json_out=json_out) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130, json_out=json_out) from None
+        except Terminated as e:
+            raise fail(f"terminated by {e}", e.exit_code, json_out=json_out) from None
 
     return wrapper
 

@@ -307,7 +307,25 @@ def load_settings(**overrides: Any) -> Settings:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{config_file()}: not valid TOML: {e}") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f".env: not UTF-8 text ({e.reason} at byte {e.start}); fix or remove the file") from None
+        raise ConfigError(f"{_undecodable_file()}: not UTF-8 text ({e.reason} at byte {e.start}); fix or remove the "
+                          "file") from None  # fmt: skip
+    except OSError as e:  # a configuration file that exists but cannot be read (permissions, a folder, ...)
+        raise ConfigError(f"cannot read the configuration file {e.filename or config_file()}: {e.strerror}") from None
+
+
+def _undecodable_file() -> str:
+    """Which configuration file is not UTF-8: the TOML file (tomllib decodes it) or the ``.env`` file."""
+    toml = config_file()
+    for path in (toml, Path(str(Settings.model_config.get("env_file") or ".env"))):
+        if path is None:
+            continue
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return str(path)
+        except OSError:
+            continue
+    return ".env"
 
 
 def describe_validation_error(e: ValidationError) -> str:

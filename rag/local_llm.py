@@ -34,6 +34,7 @@ from pathlib import Path
 from rag.config import LLMSettings
 from rag.errors import ConfigError, LLMError
 from rag.packaged import package_file
+from rag.processes import python_module_command
 
 GGUF_MAGIC = b"GGUF"
 PID_FILE = "llm-server.pid"  # in the models folder (``Settings.llm_pid_file``): `rag serve-llm --stop` reads it
@@ -197,14 +198,16 @@ def start_server(
     gguf = model_path(settings, models_dir)
     url = base_url(settings)
     threads = settings.local_threads or os.cpu_count() or 2
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
+    args = [
         "--model", str(gguf),
         "--host", settings.local_host,
         "--port", str(settings.local_port),
         "--n_ctx", str(settings.context_tokens),
         "--n_threads", str(threads),
     ]  # fmt: skip
+    # A server tied to this process (``rag serve-llm`` in the foreground) ends even on kill -9 of it; a detached
+    # one outlives it on purpose, to be reused (``rag serve-llm --stop``).
+    cmd = [sys.executable, "-m", "llama_cpp.server", *args] if detach else python_module_command("llama_cpp.server", args)
     log_path = log_path or Path(models_dir) / "llm-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

@@ -28,6 +28,7 @@ ARGS = {  # the least each command needs to get as far as reading its settings
     "judge-meta": ["judge-meta"],
     "serve-llm": ["serve-llm", "--stop"],
     "serve": ["serve", "--port", "1"],
+    "doctor": ["doctor"],
 }
 
 
@@ -55,7 +56,13 @@ def _missing_config_file(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "nonexistent.toml: no such file"
 
 
-BAD = {"env": _bad_env, "toml": _bad_toml, "dotenv": _bad_dotenv, "config-file": _missing_config_file}
+def _toml_not_utf8(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp / "rag.toml").write_bytes(b'collection = "caf\xe9"\n')  # tomllib raises UnicodeDecodeError, not TOML's
+    return "rag.toml: not UTF-8 text"
+
+
+BAD = {"env": _bad_env, "toml": _bad_toml, "dotenv": _bad_dotenv, "config-file": _missing_config_file,
+       "toml-not-utf8": _toml_not_utf8}  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", list(BAD))
@@ -72,7 +79,7 @@ def test_bad_configuration_is_one_line_and_exit_2(command: str, kind: str, tmp_p
 
 def test_json_commands_print_the_error_as_json_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_STORE__BACKEND", "nope")
-    for args in (["ingest", ".", "--json"], ["search", "x", "--json"], ["ask", "x", "--json"]):
+    for args in (["ingest", ".", "--json"], ["search", "x", "--json"], ["ask", "x", "--json"], ["doctor", "--json"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2
         assert "RAG_STORE__BACKEND" in json.loads(result.stdout)["error"]

@@ -306,6 +306,7 @@ def add_documents(settings: Settings, who: Principal) -> None:
         )
         upload = st.form_submit_button("Upload and index", type="primary", icon=":material/upload:")
     if upload:
+        st.session_state.upload_rejected = []  # a new upload replaces the last one's report
         try:
             groups = parse_groups(groups_text)
         except ValueError as e:
@@ -319,8 +320,8 @@ def add_documents(settings: Settings, who: Principal) -> None:
             except RagError as e:
                 st.error(f"Upload failed: {e}", icon=":material/error:")
             else:
-                for name, why in result.rejected:
-                    st.error(f"Upload failed for {name}: {why}", icon=":material/error:")
+                # kept in the session: indexing the accepted files reruns the page, which must not drop these
+                st.session_state.upload_rejected = list(result.rejected)
                 if result.saved:
                     run_ingest(list(result.saved), settings, groups)
 
@@ -349,6 +350,8 @@ def add_documents(settings: Settings, who: Principal) -> None:
 
 
 def show_documents(settings: Settings, docs: list[tuple[str, int]] | None, who: Principal) -> None:
+    for name, why in st.session_state.get("upload_rejected", ()):
+        st.error(f"Upload failed for {name}: {why}", icon=":material/error:")
     if st.session_state.get("last_summary"):
         show_summary(st.session_state.last_summary)
 
@@ -416,12 +419,16 @@ def show_summary(summary: Any) -> None:
     (st.warning if problems else st.success)(
         f"Indexed {summary.files_seen} file{plural} in {summary.seconds:.1f} s: {summary.new} new, "
         f"{summary.changed} changed, {summary.unchanged} unchanged, {len(summary.failed)} failed"
-        + (f", {len(summary.skipped)} skipped (unsupported)" if getattr(summary, "skipped", ()) else "")
+        + (f", {len(summary.skipped)} skipped" if getattr(summary, "skipped", ()) else "")
         + f" · {summary.chunks_added} chunks added, {summary.chunks_removed} removed"
         + (f", {summary.pruned_files} files pruned" if summary.pruned_files else "")
         + (f" · {total} chunks in the collection." if total is not None else "."),
         icon=":material/warning:" if problems else ":material/check_circle:",
     )
+    cleaned = getattr(summary, "cleaned_up", ())
+    if cleaned:
+        st.info(f"Cleaned up {len(cleaned)} file(s) an interrupted run had left half-indexed: "
+                + ", ".join(Path(f.path).name for f in cleaned), icon=":material/healing:")  # fmt: skip
     if problems:
         st.markdown("**Not ingested**")
         # a static table: reasons can be long and should wrap, not hide in a cell of a scrolling grid

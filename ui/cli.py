@@ -10,11 +10,11 @@ The app binds to 127.0.0.1 unless told otherwise (it can read and index files on
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import typer
+
+from rag.processes import python_module_command, run_foreground
 
 APP = Path(__file__).resolve().parent / "app.py"
 
@@ -23,11 +23,11 @@ def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
     """The ``streamlit run`` command line for the app.
 
     >>> cmd = streamlit_command("127.0.0.1", 8501, 200)
-    >>> cmd[3], cmd[cmd.index("--server.address") + 1], cmd[cmd.index("--server.headless") + 1]
-    ('run', '127.0.0.1', 'true')
+    >>> cmd[4:6], cmd[cmd.index("--server.address") + 1], cmd[cmd.index("--server.headless") + 1]
+    (['streamlit', 'run'], '127.0.0.1', 'true')
     """
-    return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+    return python_module_command("streamlit", [
+        "run", str(APP),
         "--server.address", host,
         "--server.port", str(port),
         "--server.headless", "true",
@@ -36,7 +36,7 @@ def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
         "--server.fileWatcherType", "none",  # an installed app does not hot-reload; saves a watcher thread
         "--client.toolbarMode", "minimal",
         "--theme.primaryColor", "#4f8bf9",
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def chat_command(
@@ -93,7 +93,9 @@ def chat_command(
         env["RAG_AUTH__MODE"] = "off"
     typer.echo(f"Open http://{host}:{port} in your browser (Ctrl+C to stop).", err=True)
     try:
-        code = subprocess.call(streamlit_command(host, port, settings.ui.max_upload_mb), env=env)
+        # Streamlit ends with this command: on Ctrl+C, on SIGTERM (rag.cli turns it into an exception that stops
+        # the child first), and even on kill -9 of this process (the child asks Linux to be told).
+        code = run_foreground(streamlit_command(host, port, settings.ui.max_upload_mb), env=env)
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)

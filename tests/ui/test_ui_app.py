@@ -288,3 +288,24 @@ def test_oversized_upload_is_rejected_with_a_message(world: World, monkeypatch: 
     assert not at.exception, at.exception
     assert any("Upload failed for big.txt" in e.value and "1 MB" in e.value for e in at.error)
     assert world.ingested == []
+
+
+def test_a_rejected_upload_stays_reported_beside_the_summary_of_the_others(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file over the limit, one valid: indexing the valid one reruns the page, and the rejection must survive."""
+    monkeypatch.setenv("RAG_UI__MAX_UPLOAD_MB", "1")
+    at = run_app()
+    at.file_uploader[0].set_value([
+        ("big.txt", b"x" * (1024 * 1024 + 1), "text/plain"),
+        ("small.md", b"# Small\nThe bakery opens at seven.", "text/markdown"),
+    ])  # fmt: skip
+    at.button(key="FormSubmitter:upload-Upload and index").click().run()
+    assert not at.exception, at.exception
+    assert [p.name for p in world.ingested[0]] == ["small.md"]
+    assert any("Indexed 1 file" in e.value for e in at.success)
+    assert any("Upload failed for big.txt" in e.value and "1 MB" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
+    at.run()  # another rerun (any widget): still there until the next upload
+    assert any("Upload failed for big.txt" in e.value for e in at.error)

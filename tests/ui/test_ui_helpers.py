@@ -126,8 +126,10 @@ def test_with_ui_choices_maps_modes_and_rejects_bad_collections() -> None:
 
 def test_chat_command_is_local_headless_and_private_by_default() -> None:
     cmd = streamlit_command("127.0.0.1", 8600, 50)
-    opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("ui/app.py") and Path(cmd[4]).exists()
+    opts = dict(zip(cmd[7::2], cmd[8::2], strict=True))
+    # python -m rag.processes PID streamlit run APP: Streamlit that ends with `rag chat` (tests/test_signals.py)
+    assert cmd[1:3] == ["-m", "rag.processes"] and cmd[4:6] == ["streamlit", "run"]
+    assert cmd[6].endswith("ui/app.py") and Path(cmd[6]).exists()
     assert opts["--server.address"] == "127.0.0.1"
     assert opts["--server.port"] == "8600"
     assert opts["--server.headless"] == "true"
