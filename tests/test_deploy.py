@@ -27,13 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 PROFILES = {
-    "default": ((), {"vllm", "qdrant", "ui", "api", "ingest"}),
-    "cluster": (("cluster",), {"qdrant-node1", "qdrant-node2", "qdrant-node3", "ui-cluster", "api-cluster",
+    "single": (("single",), {"vllm", "qdrant", "ui", "api", "ingest"}),
+    "cluster": (("cluster",), {"vllm", "qdrant-node1", "qdrant-node2", "qdrant-node3", "ui-cluster", "api-cluster",
                                "ingest-cluster"}),
-    "embed": (("embed",), {"embed"}),
+    "embed": (("single", "embed"), {"vllm", "qdrant", "ui", "api", "ingest", "embed"}),
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}|\$\$")
-REQUIRED = {"QDRANT_API_KEY": "test-qdrant-key"}  # variables the file refuses to start without (${VAR:?message})
+# variables the file refuses to start without (${VAR:?message})
+REQUIRED = {"QDRANT_API_KEY": "test-qdrant-key", "VLLM_API_KEY": "test-vllm-key"}
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
@@ -64,13 +65,15 @@ def _clean_env() -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k not in used and k != "COMPOSE_PROFILES"}, **REQUIRED}
 
 
-def _run_compose(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProcess[str]:
+def _run_compose(
+    *args: str, file: Path = COMPOSE, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     assert COMPOSE_CMD is not None
     return subprocess.run(
         [*COMPOSE_CMD, "-f", str(file), "--project-directory", str(REPO), *args],
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        env=_clean_env() if env is None else env,
         timeout=60,
     )
 
@@ -153,11 +156,29 @@ def test_compose_config_validates(profile: str) -> None:
     assert expected <= set(listed.stdout.split()), listed.stdout
 
 
-def test_only_the_single_gpu_stack_starts_by_default() -> None:
-    unprofiled = {name for name, svc in _services().items() if not svc.get("profiles")}
-    assert unprofiled == {"vllm", "qdrant", "ui", "api", "ingest"}, (
-        "the cluster and embed services must wait for their profile"
-    )
+def _enabled(profiles: tuple[str, ...]) -> set[str]:
+    """The services Compose starts with these profiles active (a service without ``profiles`` always starts)."""
+    services = _services().items()
+    return {name for name, svc in services if not svc.get("profiles") or set(svc["profiles"]) & set(profiles)}
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_each_profile_starts_exactly_its_services_without_port_clashes(profile: str) -> None:
+    profiles, expected = PROFILES[profile]
+    enabled = _enabled(profiles)
+    assert enabled == expected
+    services = _services()
+    for name in enabled:  # Compose refuses to start a service whose dependency is not enabled
+        assert set(services[name].get("depends_on", {})) <= enabled, name
+    published = [p.rsplit(":", 1)[0] for name in enabled for p in services[name].get("ports", [])]
+    assert len(published) == len(set(published)), f"two services publish the same host port: {sorted(published)}"
+
+
+def test_the_cluster_never_starts_the_single_node_and_nothing_starts_without_a_profile() -> None:
+    """`--profile cluster` used to also start the single-node qdrant and ui, which clashed on 6333 and 8501."""
+    assert _enabled(()) == set()
+    assert _enabled(("cluster",)) & {"qdrant", "ui", "api", "ingest"} == set()
+    assert _enabled(("single",)) & {"qdrant-node1", "ui-cluster", "api-cluster", "ingest-cluster"} == set()
 
 
 @needs_compose
@@ -376,16 +397,29 @@ def test_qdrant_requires_an_api_key_and_the_app_sends_it(monkeypatch: pytest.Mon
         settings = _settings_from(_environment(services[app]), monkeypatch)
         assert settings.store.qdrant_api_key is not None
         assert settings.store.qdrant_api_key.get_secret_value() == REQUIRED["QDRANT_API_KEY"]
-    with pytest.raises(KeyError, match="QDRANT_API_KEY"):
-        _interpolate(yaml.safe_load(COMPOSE.read_text()), {})  # no key: compose refuses to start
+    with pytest.raises(KeyError, match="QDRANT_API_KEY"):  # no key: compose refuses to start
+        _interpolate(yaml.safe_load(COMPOSE.read_text()), {"VLLM_API_KEY": "x"})
+
+
+def test_vllm_requires_an_api_key_and_the_app_sends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: VLLM_API_KEY defaulted to empty, so anything on the compose network could use the GPU."""
+    services = _services()
+    for name in ("vllm", "embed"):
+        assert services[name]["environment"]["VLLM_API_KEY"] == REQUIRED["VLLM_API_KEY"], name
+    for app in ("ui", "api", "ingest", "ui-cluster", "api-cluster", "ingest-cluster"):
+        settings = _settings_from(_environment(services[app]), monkeypatch)
+        assert settings.llm.api_key.get_secret_value() == REQUIRED["VLLM_API_KEY"], app
+        assert settings.embedding.api_key.get_secret_value() == REQUIRED["VLLM_API_KEY"], app
+    with pytest.raises(KeyError, match="VLLM_API_KEY"):
+        _interpolate(yaml.safe_load(COMPOSE.read_text()), {"QDRANT_API_KEY": "x"})
 
 
 @needs_compose
-def test_compose_refuses_to_start_without_a_qdrant_key() -> None:
-    env = {k: v for k, v in _clean_env().items() if k != "QDRANT_API_KEY"}
-    proc = subprocess.run([*COMPOSE_CMD, "-f", str(COMPOSE), "--project-directory", str(REPO), "config", "-q"],  # type: ignore[misc]
-                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
-    assert proc.returncode != 0 and "QDRANT_API_KEY" in proc.stderr + proc.stdout
+@pytest.mark.parametrize("secret", sorted(REQUIRED))
+def test_compose_refuses_to_start_without_each_key(secret: str) -> None:
+    env = {k: v for k, v in _clean_env().items() if k != secret}
+    proc = _run_compose("--profile", "single", "config", "-q", env=env)
+    assert proc.returncode != 0 and secret in proc.stderr + proc.stdout
 
 
 def test_the_api_listens_on_loopback_by_default_with_a_health_check() -> None:
