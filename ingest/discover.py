@@ -161,6 +161,9 @@ class _Walk:
                             self.fail(path, "the folder name is not valid UTF-8: rename it (e.g. with convmv)")
                             continue
                         st = entry.stat(follow_symlinks=False)
+                        if (st.st_dev, st.st_ino) in visited:  # reached again through a followed link
+                            self.skip(path, "a folder already read through another path: not read twice")
+                            continue
                         visited.add((st.st_dev, st.st_ino))
                         subfolders.append((path, rules, via_link))
                     elif entry.is_file(follow_symlinks=False):
@@ -278,6 +281,8 @@ def _ragignore(folder: Path) -> list[tuple[Path, str]]:
     except IsADirectoryError:
         return []
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise  # the folder itself is too deep to read anything in it
         raise _RagignoreError(
             f"cannot read its .ragignore ({e.strerror}): the folder is not read, so nothing it excludes is indexed"
         ) from e

@@ -132,3 +132,32 @@ def test_large_text_is_streamed_in_pieces(tmp_path: Path, monkeypatch: pytest.Mo
     assert "".join(d.text for d in docs) == text
     for d in docs:
         assert text[d.offset : d.offset + len(d.text)] == d.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("suffix", [".txt", ".md"])
+def test_utf16_and_utf32_without_a_byte_order_mark_are_text(tmp_path: Path, encoding: str, suffix: str) -> None:
+    """Before: "binary file, not text (NUL bytes)". Windows tools (PowerShell's Out-File, Notepad's "Unicode")
+    write UTF-16LE, sometimes without a BOM."""
+    text = "Quarterly report — Größe und Qualität.\r\nRevenue rose 12% in the third quarter.\r\n" * 50
+    path = tmp_path / f"report{suffix}"
+    path.write_bytes(text.encode(encoding))
+    docs = list(load_file(path, "h"))
+    assert "".join(d.text for d in docs).replace("\r\n", "\n").count("Revenue rose 12%") == 50
+
+
+def test_utf16_html_without_a_byte_order_mark(tmp_path: Path) -> None:
+    page = "<html><head><title>Notes</title></head><body><p>Die Größe zählt.</p></body></html>"
+    path = tmp_path / "page.html"
+    path.write_bytes(page.encode("utf-16-le"))
+    assert "Die Größe zählt." in next(iter(load_file(path, "h"))).text
+
+
+def test_binary_with_nul_bytes_is_still_binary(tmp_path: Path) -> None:
+    import struct
+
+    for name, data in (("ints.txt", struct.pack("<2000i", *range(2000))), ("zeros.txt", bytes(5000)),
+                       ("random.txt", bytes((i * 7919 + 13) % 256 for i in range(20000)))):  # fmt: skip
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(IngestError, match="binary file"):
+            list(load_file(tmp_path / name, "h"))

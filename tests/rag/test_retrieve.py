@@ -162,3 +162,61 @@ def test_near_duplicate_removal_with_a_limit_keeps_the_same_first_hits() -> None
     assert [h.chunk.id for h in full] == ["0", "2", "3", "4", "6", "7"]
     for limit in range(1, 8):
         assert remove_near_duplicates(hits, 0.95, limit=limit) == full[:limit]
+
+
+# ------------------------------------------------------------------------------------ bounded work per request
+def test_k_above_the_limit_is_refused_in_one_line(retriever: Retriever) -> None:
+    """Before: `rag search --k 100000` ran for 178 s (no upper bound, quadratic near-duplicate removal)."""
+    from rag.errors import UsageError
+
+    with pytest.raises(UsageError, match="RAG_RETRIEVAL__MAX_K"):
+        retriever.search("cat", k=retriever.settings.max_k + 1)
+    assert retriever.search("cat", k=retriever.settings.max_k)  # the limit itself is allowed
+
+
+def test_near_duplicate_removal_compares_far_fewer_pairs_than_the_quadratic_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Real text (the evaluation corpus cut into overlapping windows): the same result as comparing every hit with
+    every kept one, with a small share of the comparisons (work, not time: the machine's load does not matter)."""
+    import itertools
+
+    from rag import retrieve as r
+
+    corpus = Path(__file__).resolve().parents[2] / "evals" / "data" / "corpus"
+    words = list(itertools.chain.from_iterable(p.read_text(errors="replace").split() for p in sorted(corpus.iterdir())))
+    texts = [" ".join(words[i : i + 120]) for i in range(0, min(len(words), 60 * 800), 60)][:800]
+    hits = [ScoredChunk(_chunk(i, t), 1.0) for i, t in enumerate(texts)]
+    calls = {"n": 0}
+    original = r.text_similarity
+
+    def counting(a, b):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return original(a, b)
+
+    monkeypatch.setattr(r, "text_similarity", counting)
+    fast = [h.chunk.id for h in r.remove_near_duplicates(hits, 0.8)]
+    fast_calls, calls["n"] = calls["n"], 0
+    kept, bags = [], []  # the obvious loop
+    for h in hits:
+        bag = r._bag(h.chunk.text)
+        if any(counting(bag, b) >= 0.8 for b in bags):
+            continue
+        kept.append(h.chunk.id)
+        bags.append(bag)
+    assert fast == kept and len(kept) < len(hits)
+    assert fast_calls < calls["n"] / 50, (fast_calls, calls["n"])
+
+
+def test_near_duplicate_removal_stops_once_k_hits_are_kept(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rag import retrieve as r
+
+    hits = [ScoredChunk(_chunk(i, f"text number {i} " + "word " * (i % 7)), 1.0) for i in range(10_000)]
+    seen = {"n": 0}
+    original = r._bag
+
+    def counting(text: str):  # type: ignore[no-untyped-def]
+        seen["n"] += 1
+        return original(text)
+
+    monkeypatch.setattr(r, "_bag", counting)
+    assert len(r.remove_near_duplicates(hits, 1.0, limit=5)) == 5 and seen["n"] == 0  # exact: hashes only
+    assert len(r.remove_near_duplicates(hits, 0.95, limit=5)) == 5
