@@ -36,6 +36,21 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+try:  # property-based tests: bounded and reproducible in CI; HYPOTHESIS_PROFILE=dev explores ten times more
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile(
+        "ci", max_examples=20, deadline=None, derandomize=True, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )  # fmt: skip
+    _hypothesis_settings.register_profile(
+        "dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # the dev extra is not installed: the property tests skip themselves
+    pass
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 HOME_CHECK = "tests/test_home_untouched.py"
 LLM_SERVER_STARTS: list[str] = []  # base URLs of the embedded LLM servers this session started
