@@ -8,8 +8,8 @@ so ``rag --help`` stays instant.
 Exit codes, the same for every command: 0 success; 1 a runtime error (``RagError``: the LLM is down, the index is
 locked or unreadable, ...); 2 a usage or configuration error (invalid settings, a malformed ``rag.toml``, a path
 or collection that does not exist; also typer's own usage errors); 130 interrupted (Ctrl+C); 143 terminated
-(``SIGTERM``; 129 for ``SIGHUP``), after the command has stopped its children and closed its files. The error is one line on
-stderr; commands with ``--json`` also print ``{"error": ...}`` on stdout so a script always gets JSON.
+(``SIGTERM``; 129 for ``SIGHUP``), after the command has stopped its children and closed its files. The error is
+one line on stderr; commands with ``--json`` also print ``{"error": ...}`` on stdout so a script always gets JSON.
 
     $ rag ingest ~/papers --collection papers
     $ rag search "attention is all you need" --k 5
@@ -71,7 +71,6 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
 
         from rag.config import describe_validation_error
         from rag.errors import RagError
-
         from rag.processes import Terminated, terminating_on_signals
 
         json_out = bool(kwargs.get("json_out"))

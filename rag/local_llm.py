@@ -207,7 +207,9 @@ def start_server(
     ]  # fmt: skip
     # A server tied to this process (``rag serve-llm`` in the foreground) ends even on kill -9 of it; a detached
     # one outlives it on purpose, to be reused (``rag serve-llm --stop``).
-    cmd = [sys.executable, "-m", "llama_cpp.server", *args] if detach else python_module_command("llama_cpp.server", args)
+    cmd = (
+        [sys.executable, "-m", "llama_cpp.server", *args] if detach else python_module_command("llama_cpp.server", args)
+    )
     log_path = log_path or Path(models_dir) / "llm-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

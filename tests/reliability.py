@@ -175,8 +175,8 @@ def run_concurrently(runner: RagRunner, commands: Sequence[Sequence[str]], *, st
 def write_corpus(folder: Path, files: int, *, seed: int = 0, words_per_file: int = 400, prefix: str = "doc") -> Path:
     """``files`` Markdown files of distinct, searchable text (each names its own marker word)."""
     rng = random.Random(seed)
-    vocab = ["river", "glacier", "granite", "harbour", "lantern", "meadow", "orchard", "quarry", "saddle", "thistle",
-             "canyon", "ember", "falcon", "garnet", "hollow", "juniper", "kestrel", "lagoon", "marble", "nettle"]  # fmt: skip
+    vocab = ("river glacier granite harbour lantern meadow orchard quarry saddle thistle canyon ember falcon garnet "
+             "hollow juniper kestrel lagoon marble nettle").split()
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(files):
         words = [rng.choice(vocab) for _ in range(words_per_file)]

@@ -95,7 +95,8 @@ class _Built:
 
     def __init__(self, root: Path, outside: Path) -> None:
         self.root, self.outside = root, outside
-        self.expect: dict[str, str] = {}  # shown path -> "ingested-or-failed" | "skipped" | "failed" | "skipped-or-failed"
+        # shown path -> "ingested-or-failed" | "skipped" | "failed" | "skipped-or-failed"
+        self.expect: dict[str, str] = {}
         self.files: list[Path] = []
         self.dirs: list[Path] = []
         self.locked: list[Path] = []
@@ -262,8 +263,9 @@ def test_random_chunks_and_filters_get_the_reference_answers_from_every_store(
     for i, (text, s, page) in enumerate(items):
         source = SOURCES[s]
         file_type = source.rsplit(".", 1)[-1]
-        chunks.append(Chunk(id=f"c{i}", text=text, source=source, page=page if file_type == "pdf" else None,
-                            start=0, end=len(text), content_hash=f"h{i}", file_hash="f", file_type=file_type))  # fmt: skip
+        page_ = page if file_type == "pdf" else None
+        chunks.append(Chunk(id=f"c{i}", text=text, source=source, page=page_, start=0, end=len(text),
+                            content_hash=f"h{i}", file_hash="f", file_type=file_type))  # fmt: skip
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(len(chunks), DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
