@@ -50,17 +50,25 @@ def file_groups(
     cache: dict[Path, tuple[str, ...] | None] = {}
 
     def nearest(folder: Path) -> tuple[str, ...] | None:
-        if folder in cache:
-            return cache[folder]
-        marker = folder / GROUPS_FILE
-        found: tuple[str, ...] | None
-        if marker.is_file():
-            found = read_groups_file(marker)
-        elif any(folder == b for b in bases) or folder.parent == folder:
-            found = None  # the top of an ingested folder: look no higher
-        else:
-            found = nearest(folder.parent) if any(b in folder.parents for b in bases) else None
-        cache[folder] = found
+        # Up the folders one at a time (a loop, not recursion: a tree may be thousands of folders deep), then
+        # remember the answer for every folder passed on the way.
+        passed: list[Path] = []
+        found: tuple[str, ...] | None = None
+        while True:
+            if folder in cache:
+                found = cache[folder]
+                break
+            passed.append(folder)
+            marker = folder / GROUPS_FILE
+            if marker.is_file():
+                found = read_groups_file(marker)
+                break
+            if folder in bases or folder.parent == folder or not any(b in folder.parents for b in bases):
+                found = None  # the top of an ingested folder (or outside every one): look no higher
+                break
+            folder = folder.parent
+        for f in passed:
+            cache[f] = found
         return found
 
     out: dict[Path, tuple[str, ...]] = {}

@@ -79,9 +79,10 @@ class Collection:
         self._embedder = embedder
         self._store: VectorStore | None = None
         self._manifest: Manifest | None = None
-        self._lock_mutex = threading.RLock()
+        self._lock_cond = threading.Condition()
         self._lock_fd: int | None = None
-        self._lock_depth = 0  # re-entrant within this object: ``writing()`` blocks nest, ``acquire_writer`` is one
+        self._lock_owner: int | None = None  # the thread that holds (or is taking) the writer lock
+        self._lock_depth = 0  # re-entrant within that thread: ``writing()`` blocks nest, ``acquire_writer`` is one
         self._writer_held = False
 
     # -- where things live ------------------------------------------------------------------------------------------
@@ -189,25 +190,28 @@ class Collection:
 
     # -- the writer lock --------------------------------------------------------------------------------------------
     def acquire_writer(self) -> None:
-        """Take the writer lock and keep it until ``close()`` (what ingestion and deletion do before any change).
+        """Take the writer lock and keep it until ``close()`` (what ingestion does before its first change).
 
         Waits up to ``settings.store.lock_timeout_s`` for another writer; ``StoreError`` naming it after that.
         """
-        with self._lock_mutex:
-            if not self._writer_held:
-                self._lock(wait=True)
-                self._writer_held = True
+        with self._lock_cond:
+            if self._writer_held and self._lock_owner == threading.get_ident():
+                return
+        self._lock(wait=True)
+        with self._lock_cond:
+            self._writer_held = True
 
     def release_writer(self) -> None:
         """Give the lock ``acquire_writer`` took back before ``close()`` (a caller that keeps the collection open)."""
-        with self._lock_mutex:
+        with self._lock_cond:
             if self._writer_held:
                 self._writer_held = False
                 self._unlock()
 
     @contextlib.contextmanager
     def writing(self, *, wait: bool = True) -> Iterator[bool]:
-        """The writer lock for the block; with ``wait=False`` yields False at once when another process holds it."""
+        """The writer lock for the block; with ``wait=False`` yields False at once when another writer (a process,
+        or another thread of this one) holds it. Re-entrant within one thread."""
         got = self._lock(wait=wait)
         try:
             yield got
@@ -217,57 +221,91 @@ class Collection:
 
     @property
     def holds_writer_lock(self) -> bool:
-        return self._lock_depth > 0
+        """Whether this thread holds the writer lock."""
+        with self._lock_cond:
+            return self._lock_depth > 0 and self._lock_owner == threading.get_ident()
 
     def _lock(self, *, wait: bool) -> bool:
+        """One level of the lock for this thread: other threads of this process wait on a condition, other
+        processes on the ``flock``; both within ``lock_timeout_s`` (or not at all with ``wait=False``)."""
         import fcntl
 
-        with self._lock_mutex:
-            if self._lock_depth:
+        me = threading.get_ident()
+        timeout = self.settings.store.lock_timeout_s if wait else 0.0
+        deadline = time.monotonic() + timeout
+        with self._lock_cond:
+            if self._lock_owner == me:
                 self._lock_depth += 1
                 return True
+            while self._lock_owner is not None:  # another thread of this process writes (or is acquiring)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if not wait:
+                        return False
+                    raise self._busy("another thread of this process", timeout)
+                self._lock_cond.wait(remaining)
+            self._lock_owner = me  # acquiring: other threads wait for us, not for the file lock
+        fd = -1
+        try:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as e:
                 raise StoreError(f"cannot write to the collection in {self.root}: {e.strerror}; check its "
                                  "permissions") from e  # fmt: skip
-            deadline = time.monotonic() + (self.settings.store.lock_timeout_s if wait else 0.0)
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        holder = _read_holder(fd)
-                        os.close(fd)
                         if not wait:
+                            os.close(fd)
+                            fd = -1
+                            self._abandon()
                             return False
-                        raise StoreError(
-                            f"another process{holder} is changing the collection {self.name!r} (a running "
-                            f"`rag ingest`?); waited {self.settings.store.lock_timeout_s:g} s: try again when it "
-                            "has finished, or raise RAG_STORE__LOCK_TIMEOUT_S"
-                        ) from None
+                        raise self._busy(f"another process{_read_holder(fd)}", timeout) from None
                     time.sleep(0.05)
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            self._abandon()
+            raise
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with self._lock_cond:
             self._lock_fd, self._lock_depth = fd, 1
-            return True
+        return True
+
+    def _busy(self, who: str, waited: float) -> StoreError:
+        return StoreError(
+            f"{who} is changing the collection {self.name!r} (a running `rag ingest`?); waited {waited:g} s: try "
+            "again when it has finished, or raise RAG_STORE__LOCK_TIMEOUT_S"
+        )
+
+    def _abandon(self) -> None:
+        with self._lock_cond:
+            self._lock_owner = None
+            self._lock_cond.notify_all()
 
     def _unlock(self, *, all_levels: bool = False) -> None:
         import fcntl
 
-        with self._lock_mutex:
+        with self._lock_cond:
             if not self._lock_depth:
                 return
             self._lock_depth = 0 if all_levels else self._lock_depth - 1
-            if self._lock_depth == 0 and self._lock_fd is not None:
+            if self._lock_depth:
+                return
+            fd, self._lock_fd = self._lock_fd, None
+            if fd is not None:
                 with contextlib.suppress(OSError):
-                    os.ftruncate(self._lock_fd, 0)
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-                self._lock_fd = None
+                    os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            self._lock_owner = None
+            self._lock_cond.notify_all()
 
     # -- the keyword index ------------------------------------------------------------------------------------------
     def mark_bm25_stale(self) -> None:
@@ -423,7 +461,7 @@ class Collection:
                 if manifest is not None:
                     manifest.close()
             finally:
-                with self._lock_mutex:  # released last: everything this writer changed is flushed by now
+                with self._lock_cond:  # released last: everything this writer changed is flushed by now
                     self._writer_held = False
                     self._unlock(all_levels=True)
 
