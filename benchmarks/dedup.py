@@ -1,6 +1,6 @@
 """Near-duplicate removal: the quadratic loop a user would write against ``rag.retrieve.remove_near_duplicates``.
 
-    $ .venv/bin/python benchmarks/dedup.py [--sizes 1000 5000 20000] [--big 100000]
+    $ .venv/bin/python benchmarks/dedup.py [--sizes 500 1000 2000] [--big 100000] [--reps 2]
 
 Hits are real text: 120-word windows (stride 60, so neighbours overlap like chunks do) of the evaluation corpus
 (``evals/data/corpus``) and of the Debian ``copyright`` files under ``/usr/share/doc`` (the same licence texts
@@ -69,10 +69,11 @@ def hits_of(texts: list[str]) -> list[ScoredChunk]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000])
     ap.add_argument("--big", type=int, default=100_000, help="a size run with the new code only")
     ap.add_argument("--quadratic-max", type=int, default=20_000)
     ap.add_argument("--threshold", type=float, default=0.95)
+    ap.add_argument("--reps", type=int, default=2, help="interleaved repetitions (the fastest is reported)")
     args = ap.parse_args()
     print(f"load before: {os.getloadavg()}")
     distinct = len(set(corpus_windows(10**7 // 100)))
@@ -81,7 +82,7 @@ def main() -> None:
         hits = hits_of(corpus_windows(n))
         times: dict[str, list[float]] = {"quadratic": [], "prefix-filtered": []}
         results = {}
-        for _ in range(2):  # interleaved: A, B, A, B
+        for _ in range(args.reps):  # interleaved: A, B, A, B
             for name, fn in (("quadratic", quadratic), ("prefix-filtered", remove_near_duplicates)):
                 if name == "quadratic" and n > args.quadratic_max:
                     continue

@@ -5,12 +5,16 @@ Any ingestion path can be put through it (the sequential one today; a parallel o
 arguments), for any store::
 
     runner = RagRunner(tmp_path / "data", store={"RAG_STORE__BACKEND": "qdrant"})
-    clean = runner.clean_ids(["ingest", str(docs)])            # what an uninterrupted run leaves
-    for delay in kill_at_random_points(runner, ["ingest", str(docs)], rng, times=3):
-        ...
-    runner.run("ingest", str(docs))                            # resume
+    assert_survives_random_kills(runner, ["ingest", str(docs), "--workers", "4"])   # kill -9 x3, resume, compare
+
+    # or piece by piece:
+    clean, seconds = runner.clean_ids(["ingest", str(docs)])   # what an uninterrupted run leaves
+    for delay in kill_at_random_points(runner, ["ingest", str(docs)], rng, times=3, max_delay=seconds):
+        ...                                                    # inspect the collection between kills
+    runner.check("ingest", str(docs))                          # resume
     assert runner.chunk_ids() == clean
     runner.assert_consistent()                                 # `rag doctor --json`: exit 0, clean
+    run_concurrently(runner, [["ingest", str(a)], ["ingest", str(b)]], stagger=0.5)   # racing writers
 
 By default the processes are ``python -m tests.fake_rag`` (the real CLI with the fake embedder, fast); with
 ``real_model=True`` they are the installed ``rag`` entry point with the packaged model.
@@ -183,3 +187,21 @@ def write_corpus(folder: Path, files: int, *, seed: int = 0, words_per_file: int
         body = "\n\n".join(" ".join(words[j : j + 40]) + "." for j in range(0, len(words), 40))
         (folder / f"{prefix}{i:04d}.md").write_text(f"# {prefix} {i}\n\nmarker{prefix}{i:04d} {body}\n")
     return folder
+
+
+def assert_survives_random_kills(runner: RagRunner, args: Sequence[str], *, seed: int = 0, times: int = 3,
+                                 resume_args: Sequence[str] | None = None) -> list[float]:  # fmt: skip
+    """The whole crash check for one way of ingesting: an uninterrupted run of ``rag ARGS`` in a twin collection,
+    then ``times`` runs here killed with SIGKILL at random points over that run's duration, then one resuming run
+    (``resume_args``, default ``args``): the chunk ids must equal the clean run's and ``rag doctor`` must be clean.
+    Returns the kill delays (for the test's message)."""
+    clean, seconds = runner.clean_ids(args)
+    rng = random.Random(seed)
+    delays = list(kill_at_random_points(runner, args, rng, times=times, max_delay=seconds))
+    runner.check(*(resume_args or args))
+    got = runner.chunk_ids()
+    when = [round(d, 2) for d in delays]
+    assert got == clean, f"after kills at {when} s: {len(got)} chunk ids, a clean run {len(clean)}"
+    assert len(got) == len(set(got))
+    runner.assert_consistent()
+    return delays

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability import RagRunner, kill_at_random_points, run_concurrently, write_corpus
+from tests.reliability import (
+    RagRunner,
+    assert_survives_random_kills,
+    kill_at_random_points,
+    run_concurrently,
+    write_corpus,
+)
 
 STORES = {
     "faiss": {"RAG_STORE__BACKEND": "faiss"},
@@ -32,14 +38,9 @@ def runner(request: pytest.FixtureRequest, tmp_path: Path) -> RagRunner:
 
 
 def test_kill_9_at_random_points_then_resume_equals_a_clean_run(runner: RagRunner, tmp_path: Path) -> None:
+    """The check any ingestion path can reuse (a parallel or a Ray one passes its own arguments)."""
     docs = write_corpus(tmp_path / "docs", 150)
-    clean, seconds = runner.clean_ids(["ingest", str(docs)])
-    rng = random.Random(13)
-    for _ in kill_at_random_points(runner, ["ingest", str(docs)], rng, times=3, max_delay=seconds):
-        pass
-    runner.check("ingest", str(docs))  # resume
-    assert runner.chunk_ids() == clean  # nothing lost, nothing twice
-    runner.assert_consistent()
+    assert_survives_random_kills(runner, ["ingest", str(docs)], seed=13, times=3)
 
 
 def test_the_real_rag_ingest_killed_and_resumed_with_the_packaged_model(tmp_path: Path) -> None:
@@ -48,12 +49,7 @@ def test_the_real_rag_ingest_killed_and_resumed_with_the_packaged_model(tmp_path
     data = tmp_path / "data"
     data.mkdir()
     runner = RagRunner(data, real_model=True)
-    clean, seconds = runner.clean_ids(["ingest", str(docs)])
-    for _ in kill_at_random_points(runner, ["ingest", str(docs)], random.Random(7), times=2, max_delay=seconds):
-        pass
-    runner.check("ingest", str(docs))
-    assert runner.chunk_ids() == clean
-    runner.assert_consistent()
+    assert_survives_random_kills(runner, ["ingest", str(docs)], seed=7, times=2)
 
 
 def _writing(runner: RagRunner) -> bool:
