@@ -110,7 +110,10 @@ def remove_near_duplicates(
                 kept.append(hit)
                 hashes.add(hit.chunk.content_hash)
         return kept
-    kept_set = _KeptBags(threshold, [_bag(h.chunk.text) for h in hits])
+    # Word rarity orders each text's words for its prefix; any order gives the same (exact) result, a good one finds
+    # fewer candidates, so it is estimated on the hits likely to be looked at, not on all of them.
+    sample = len(hits) if limit is None else 4 * wanted + 256
+    kept_set = _KeptBags(threshold, [h.chunk.text for h in hits], sample=sample)
     for i, hit in enumerate(hits):
         if len(kept) >= wanted:
             break
@@ -125,48 +128,65 @@ def remove_near_duplicates(
 class _KeptBags:
     """The word vectors of the kept hits, indexed by word and by prefix word (see ``remove_near_duplicates``)."""
 
-    def __init__(self, threshold: float, bags: list[Counter[str]]) -> None:
+    def __init__(self, threshold: float, texts: list[str], sample: int) -> None:
         self.threshold = threshold
-        self.bags = bags
-        df: Counter[str] = Counter()
-        for bag in bags:
-            df.update(bag.keys())
-        self.word_ids = {w: n for n, (w, _) in enumerate(sorted(df.items(), key=lambda item: (item[1], item[0])))}
-        self.norms = [math.sqrt(sum(v * v for v in bag.values())) for bag in bags]
-        self.kept: list[int] = []  # indexes into ``bags``
+        self.texts = texts
+        self._bags: dict[int, tuple[Counter[str], float]] = {}  # made on first use: only what is looked at
+        self.df: Counter[str] = Counter()  # document frequency in the first ``sample`` texts: rarity
+        for i in range(min(sample, len(texts))):
+            self.df.update(self.bag(i)[0].keys())
+        self.word_ids: dict[str, int] = {}
+        self.kept: list[int] = []  # indexes into ``texts``
         self.by_word: dict[int, list[int]] = {}  # word id -> positions in ``kept`` of the bags that have it
         self.by_prefix_word: dict[int, list[int]] = {}  # the same for the words of their prefixes
         self.rows: list[tuple[np.ndarray, np.ndarray]] = []  # (word ids, counts) per kept bag
-        self.dense = np.zeros(len(self.word_ids), dtype=np.float64)
+        self.dense = np.zeros(1024, dtype=np.float64)
 
-    def prefix(self, i: int) -> list[int]:
-        """Word ids of bag ``i``'s rarest words, until less than ``threshold`` of its length is left."""
-        bag, norm = self.bags[i], self.norms[i]
+    def bag(self, i: int) -> tuple[Counter[str], float]:
+        if i not in self._bags:
+            bag = _bag(self.texts[i])
+            self._bags[i] = (bag, math.sqrt(sum(v * v for v in bag.values())))
+        return self._bags[i]
+
+    def ids(self, words: Iterable[str]) -> list[int]:
+        out = []
+        for w in words:
+            wid = self.word_ids.get(w)
+            if wid is None:
+                wid = self.word_ids[w] = len(self.word_ids)
+            out.append(wid)
+        if len(self.word_ids) > len(self.dense):
+            self.dense = np.zeros(2 * len(self.word_ids), dtype=np.float64)
+        return out
+
+    def prefix(self, i: int) -> list[str]:
+        """Bag ``i``'s rarest words, until less than ``threshold`` of its length is left."""
+        bag, norm = self.bag(i)
         rest = norm * norm
         bound = (self.threshold * norm) ** 2 * (1 - 1e-9)  # a hair inside: rounding never loses a true pair
         out = []
-        for wid, word in sorted((self.word_ids[w], w) for w in bag):  # ids are in rarity order
+        for word in sorted(bag, key=lambda w: (self.df.get(w, 0), w)):
             if rest < bound:
                 break
-            out.append(wid)
+            out.append(word)
             rest -= bag[word] * bag[word]
         return out
 
     def near(self, i: int) -> bool:
         """Whether bag ``i`` is at least ``threshold`` similar to a kept one."""
-        bag, norm = self.bags[i], self.norms[i]
+        bag, norm = self.bag(i)
         if not norm or not self.kept:
             return False
-        mine: set[int] = set().union(*(self.by_word.get(w, ()) for w in self.prefix(i)))
+        mine: set[int] = set().union(*(self.by_word.get(w, ()) for w in self.ids(self.prefix(i))))
         if not mine:
             return False
-        ids = [self.word_ids[w] for w in bag]
+        ids = self.ids(bag)
         theirs: set[int] = set().union(*(self.by_prefix_word.get(w, ()) for w in ids))
         candidates = sorted(mine & theirs)
         if not candidates:
             return False
         # all candidates' dot products at once: bag i spread over the vocabulary, gathered at each candidate's words
-        self.dense[ids] = [bag[w] for w in bag]
+        self.dense[ids] = list(bag.values())
         try:
             row_ids = [self.rows[c][0] for c in candidates]
             counts = np.concatenate([self.rows[c][1] for c in candidates])
@@ -175,20 +195,20 @@ class _KeptBags:
             dots = np.bincount(owner, weights=gathered, minlength=len(candidates))
         finally:
             self.dense[ids] = 0.0
-        other_norms = np.array([self.norms[self.kept[c]] for c in candidates])
+        other_norms = np.array([self.bag(self.kept[c])[1] for c in candidates])
         close = np.flatnonzero(dots >= self.threshold * norm * other_norms * (1 - 1e-9))
         # the reference formula decides the few that come close (the same floating-point result as before)
-        return any(text_similarity(bag, self.bags[self.kept[candidates[j]]]) >= self.threshold for j in close)
+        return any(text_similarity(bag, self.bag(self.kept[candidates[j]])[0]) >= self.threshold for j in close)
 
     def keep(self, i: int) -> None:
         position = len(self.kept)
-        bag = self.bags[i]
-        ids = np.fromiter((self.word_ids[w] for w in bag), dtype=np.int64, count=len(bag))
-        for wid in ids.tolist():
+        bag, _ = self.bag(i)
+        ids = self.ids(bag)
+        for wid in ids:
             self.by_word.setdefault(wid, []).append(position)
-        for wid in self.prefix(i):
+        for wid in self.ids(self.prefix(i)):
             self.by_prefix_word.setdefault(wid, []).append(position)
-        self.rows.append((ids, np.fromiter(bag.values(), dtype=np.float64, count=len(bag))))
+        self.rows.append((np.asarray(ids, dtype=np.int64), np.fromiter(bag.values(), dtype=np.float64, count=len(bag))))
         self.kept.append(i)
 
 
