@@ -338,7 +338,7 @@ class _Run:
             return
         self._done(prep, n, removed)
 
-    def prune(self, keep: set[str], excluded: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def prune(self, keep: set[str], excluded: frozenset[str] = frozenset()) -> None:
         """Drop files that no longer exist, and those this run skipped by policy (e.g. a symlink not followed)."""
         for source in sorted(self.manifest.all()):
             if source not in keep and (source in excluded or _gone(source)):
@@ -450,7 +450,7 @@ def ingest_paths(
                     pending_chunks = 0
         run.flush(batch)
         if prune:
-            run.prune({str(f) for f in files}, {f.path for f in skipped})
+            run.prune({str(f) for f in files}, frozenset(f.path for f in skipped))
         # Rebuilt (under the writer lock) when this run changed the store, when an earlier run died before
         # rebuilding it, or when its chunk count is not the collection's.
         collection = run.collection
