@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from functools import cached_property
 from typing import Any
 
+from ingest.formats.tables import split_table
 from rag.errors import ConfigError
 from rag.types import Chunk, Document
 
@@ -53,32 +53,44 @@ class Chunker:
         self.count_tokens = count_tokens
         self.size_tokens = size_tokens
         self.overlap_tokens = overlap_tokens
+        self._splitters: dict[tuple[bool, int], Any] = {}
 
-    def _splitter(self, separators: list[str]) -> Any:
-        from langchain_text_splitters import RecursiveCharacterTextSplitter
+    def _splitter(self, markdown: bool, size: int) -> Any:
+        """The recursive splitter for plain text or Markdown at ``size`` tokens (made once per size)."""
+        key = (markdown, size)
+        if key not in self._splitters:
+            from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        return RecursiveCharacterTextSplitter(
-            chunk_size=self.size_tokens,
-            chunk_overlap=self.overlap_tokens,
-            length_function=self.count_tokens,
-            separators=separators,
-            is_separator_regex=True,
-            keep_separator="end",  # a sentence keeps its full stop; chunks stay contiguous slices of the text
-            strip_whitespace=True,
-        )
+            separators = [re.escape(s) for s in TEXT_SEPARATORS]
+            if markdown:  # headings, code fences and rules first; the look-ahead leaves them starting the next chunk
+                separators = MARKDOWN_SEPARATORS + separators
+            self._splitters[key] = RecursiveCharacterTextSplitter(
+                chunk_size=size,
+                chunk_overlap=min(self.overlap_tokens, size // 2),
+                length_function=self.count_tokens,
+                separators=separators,
+                is_separator_regex=True,
+                keep_separator="end",  # a sentence keeps its full stop; chunks stay contiguous slices of the text
+                strip_whitespace=True,
+            )
+        return self._splitters[key]
 
-    @cached_property
-    def _text_splitter(self) -> Any:
-        return self._splitter([re.escape(s) for s in TEXT_SEPARATORS])
-
-    @cached_property
-    def _markdown_splitter(self) -> Any:
-        # Headings, code fences and rules first; the look-ahead leaves them at the start of the next chunk.
-        return self._splitter(MARKDOWN_SEPARATORS + [re.escape(s) for s in TEXT_SEPARATORS])
+    def _budget(self, doc: Document) -> int:
+        """Tokens left for the text once the section path that is embedded with it is counted."""
+        if not doc.section:
+            return self.size_tokens
+        return max(self.size_tokens - self.count_tokens(doc.section + "\n\n"), self.size_tokens // 2)
 
     def split(self, doc: Document) -> Iterator[Chunk]:
-        """The chunks of one document, in order; spans index into the file's text (``doc.offset`` added)."""
-        splitter = self._markdown_splitter if doc.file_type == "md" else self._text_splitter
+        """The chunks of one document, in order; spans index into the file's text (``doc.offset`` added).
+
+        A table (``doc.table_header`` set) is cut between rows, and every chunk repeats its caption and header.
+        """
+        if doc.table_header is not None:
+            for start, end, piece in split_table(doc.text, doc.table_header, self.count_tokens, self._budget(doc)):
+                yield self._chunk(doc, piece, start, end)
+            return
+        splitter = self._splitter(doc.file_type == "md", self._budget(doc))
         text = doc.text
         cursor = 0
         for piece in splitter.split_text(text):
@@ -90,19 +102,26 @@ class Chunker:
                 start = max(text.find(piece), 0)
             end = start + len(piece)
             cursor = start + 1
-            content_hash = sha256_text(piece)
-            s, e = doc.offset + start, doc.offset + end
-            yield Chunk(
-                id=chunk_id(doc.source, doc.page, s, e, content_hash),
-                text=piece,
-                source=doc.source,
-                page=doc.page,
-                start=s,
-                end=e,
-                content_hash=content_hash,
-                file_hash=doc.file_hash,
-                file_type=doc.file_type,
-            )
+            yield self._chunk(doc, piece, start, end)
+
+    @staticmethod
+    def _chunk(doc: Document, piece: str, start: int, end: int) -> Chunk:
+        content_hash = sha256_text(piece)
+        s, e = doc.offset + start, doc.offset + end
+        return Chunk(
+            id=chunk_id(doc.source, doc.page, s, e, content_hash),
+            text=piece,
+            source=doc.source,
+            page=doc.page,
+            start=s,
+            end=e,
+            content_hash=content_hash,
+            file_hash=doc.file_hash,
+            file_type=doc.file_type,
+            section=doc.section,
+            ocr=doc.ocr,
+            ocr_confidence=doc.ocr_confidence,
+        )
 
     def split_all(self, docs: Iterable[Document]) -> Iterator[Chunk]:
         for doc in docs:

@@ -38,7 +38,8 @@ def ingest_command(
                      "(a .raggroups file in a folder overrides it for the files below). Default: public."),
     ] = None,
 ) -> None:
-    """Ingest documents (PDF, Markdown, text, HTML) into a collection; unchanged files are skipped."""
+    """Ingest documents (PDF, Markdown, text, HTML, DOCX, PPTX, XLSX, CSV, e-mail, scanned images) into a collection;
+    unchanged files are skipped."""
     from rich.console import Console
 
     from ingest.pipeline import IngestSummary, ingest_paths
@@ -112,6 +113,7 @@ def _print_summary(s: object, console: object) -> None:
         ("chunks added", s.chunks_added),
         ("chunks removed", s.chunks_removed),
         ("chunks in collection", "-" if s.chunks_total is None else s.chunks_total),
+        ("pages read by OCR", s.ocr_pages),
         ("seconds", f"{s.seconds:.1f}"),
     ]:
         table.add_row(label, str(value))

@@ -1,5 +1,8 @@
-"""Loaders: a file path -> ``Document``s. PDF page by page (pypdf), Markdown and text (encoding detected), HTML
-(visible text only). ``LOADERS`` maps a lower-case suffix to its loader; anything else is skipped and reported.
+"""Loaders: a file path -> ``Document``s. ``LOADERS`` maps a lower-case suffix to its loader (the one registry);
+anything else is skipped and reported. Text, Markdown and HTML live here; every other format has its own module in
+``ingest.formats``: PDF (page by page, outline sections, tables, OCR of scanned pages), DOCX, PPTX (a page per
+slide), XLSX/CSV (rows under their header), e-mail (``.eml``, attachments loaded by their own loaders) and images
+(PNG, JPEG, TIFF, by OCR). Markdown and HTML are cut into sections by heading, with tables on their own.
 
 Loaders are generators so big files never sit whole in memory: PDFs yield one page at a time, and text files
 larger than ``TEXT_PIECE_CHARS`` are decoded incrementally and yielded in pieces cut at paragraph or line breaks
@@ -17,14 +20,22 @@ from __future__ import annotations
 
 import codecs
 import logging
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ingest.formats.common import LoadOptions
+from ingest.formats.docx import load_docx
+from ingest.formats.email import load_eml
+from ingest.formats.image import load_image
+from ingest.formats.markup import html_documents, markdown_documents
+from ingest.formats.pdf import load_pdf
+from ingest.formats.pptx import load_pptx
+from ingest.formats.sheets import load_csv, load_xlsx
 from rag.errors import IngestError
 from rag.types import Document
 
-Loader = Callable[[Path, str], Iterator[Document]]
+Loader = Callable[[Path, str, LoadOptions], Iterator[Document]]
+"""(path, sha256 of its bytes, options) -> its ``Document``s; raises ``IngestError`` naming what is wrong."""
 
 SNIFF_BYTES = 64 * 1024  # how much of a text file is read to detect its encoding and binary content
 READ_BYTES = 1 << 20  # text is decoded 1 MiB at a time
@@ -35,65 +46,6 @@ _log = logging.getLogger(__name__)
 
 def _vanished(path: Path) -> IngestError:
     return IngestError("file vanished during the run (deleted or moved)")
-
-
-# ---------------------------------------------------------------------------------------------------------- PDF
-def load_pdf(path: Path, file_hash: str) -> Iterator[Document]:
-    """One ``Document`` per page that has text (1-based ``page``).
-
-    Encrypted PDFs are opened with the empty user password when they allow it (common for "protected" PDFs that
-    only restrict printing); a PDF where no page has a text layer raises "no extractable text".
-    """
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
-
-    # pypdf logs every recoverable glitch of real-world PDFs as a warning; they are not the user's business.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    try:
-        reader = PdfReader(path)
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except (NotImplementedError, DependencyError) as e:  # AES without the crypto extra
-                hint = "pip install 'pypdf[crypto]'"
-                raise IngestError(f"encrypted PDF that needs a crypto library: {hint} ({e})") from e
-            if not ok:
-                raise IngestError("encrypted PDF (password protected): decrypt it first, e.g. qpdf --decrypt")
-        n_pages = len(reader.pages)
-    except FileNotFoundError as e:
-        raise _vanished(path) from e
-    except IngestError:
-        raise
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
-        raise IngestError(f"corrupt PDF, pypdf cannot read it: {e or type(e).__name__}") from e
-    if n_pages == 0:
-        raise IngestError("corrupt PDF: it has no pages")
-
-    any_text = False
-    for number in range(n_pages):
-        try:
-            text = reader.pages[number].extract_text() or ""
-        except FileNotDecryptedError as e:
-            raise IngestError("encrypted PDF (password protected): decrypt it first, e.g. qpdf --decrypt") from e
-        except FileNotFoundError as e:
-            raise _vanished(path) from e
-        except Exception as e:  # one broken page must not cost the rest of the document
-            _log.warning("%s: page %d skipped: %s", path, number + 1, e)
-            continue
-        text = text.replace("\x00", "")
-        if text.strip():
-            any_text = True
-            yield Document(source=str(path), text=text, file_type="pdf", file_hash=file_hash, page=number + 1)
-    if not any_text:
-        raise IngestError("no extractable text (a scanned or image-only PDF?): run OCR first, e.g. ocrmypdf")
-
-
-try:  # pypdf raises DependencyError for AES without cryptography; keep the name importable for the except above
-    from pypdf.errors import DependencyError
-except ImportError:  # pragma: no cover - old pypdf
-
-    class DependencyError(Exception):  # type: ignore[no-redef]
-        pass
 
 
 # --------------------------------------------------------------------------------------------------- text files
@@ -222,7 +174,7 @@ def _cut_point(text: str, limit: int) -> int:
 
 
 def _text_loader(file_type: str) -> Loader:
-    def load(path: Path, file_hash: str) -> Iterator[Document]:
+    def load(path: Path, file_hash: str, options: LoadOptions | None = None) -> Iterator[Document]:
         any_text = False
         for offset, text in _iter_text_pieces(path):
             if "\x00" in text:
@@ -239,18 +191,28 @@ def _text_loader(file_type: str) -> Loader:
 
 
 load_text = _text_loader("txt")
-load_markdown = _text_loader("md")
+
+
+def load_markdown(path: Path, file_hash: str, options: LoadOptions | None = None) -> Iterator[Document]:
+    """Markdown, encoding detected, one ``Document`` per section (heading path) and per pipe table."""
+
+    def pieces() -> Iterator[tuple[int, str]]:
+        for offset, text in _iter_text_pieces(path):
+            if "\x00" in text:
+                raise IngestError("binary file, not text (it contains NUL bytes): check the file type")
+            yield offset, text
+
+    any_text = False
+    for doc in markdown_documents(pieces(), str(path), file_hash):
+        any_text = True
+        yield doc
+    if not any_text:
+        raise IngestError("empty file (only whitespace)")
 
 
 # --------------------------------------------------------------------------------------------------------- HTML
-_INVISIBLE = ("script", "style", "noscript", "template", "head", "svg", "iframe", "object")
-_BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)*")
-
-
-def load_html(path: Path, file_hash: str) -> Iterator[Document]:
-    """The visible text of an HTML page (scripts, styles and the head dropped), one ``Document``."""
-    from bs4 import BeautifulSoup
-
+def load_html(path: Path, file_hash: str, options: LoadOptions | None = None) -> Iterator[Document]:
+    """The visible text of an HTML page (scripts, styles and the head dropped): sections by heading, tables."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError as e:
@@ -263,19 +225,12 @@ def load_html(path: Path, file_hash: str) -> Iterator[Document]:
         if wide is None:
             raise IngestError("binary file, not HTML (it contains NUL bytes): check the file type")
         markup = raw.decode(wide, errors="replace")  # UTF-16/32 without a BOM: BeautifulSoup would not guess it
-    # BeautifulSoup detects the encoding itself (BOM, <meta charset>, then charset-normalizer).
-    soup = BeautifulSoup(markup, "lxml")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""  # it lives in <head>, dropped next
-    for tag in soup(_INVISIBLE):
-        tag.decompose()
-    text = soup.get_text("\n")
-    text = "\n".join(line.strip() for line in text.splitlines())
-    text = _BLANK_LINES.sub("\n\n", text).strip()
-    if title and not text.startswith(title):
-        text = f"{title}\n\n{text}"
-    if not text:
+    any_text = False
+    for doc in html_documents(markup, str(path), file_hash):
+        any_text = True
+        yield doc
+    if not any_text:
         raise IngestError("no visible text in this HTML page")
-    yield Document(source=str(path), text=text, file_type="html", file_hash=file_hash)
 
 
 LOADERS: dict[str, Loader] = {
@@ -286,16 +241,28 @@ LOADERS: dict[str, Loader] = {
     ".text": load_text,
     ".html": load_html,
     ".htm": load_html,
+    ".docx": load_docx,
+    ".pptx": load_pptx,
+    ".xlsx": load_xlsx,
+    ".xlsm": load_xlsx,
+    ".csv": load_csv,
+    ".tsv": load_csv,
+    ".eml": load_eml,
+    ".png": load_image,
+    ".jpg": load_image,
+    ".jpeg": load_image,
+    ".tif": load_image,
+    ".tiff": load_image,
 }
 
 
-def load_file(path: Path, file_hash: str) -> Iterator[Document]:
+def load_file(path: Path, file_hash: str, options: LoadOptions | None = None) -> Iterator[Document]:
     """The ``Document``s of one file, by suffix; ``IngestError`` for unsupported types or unreadable files."""
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise IngestError(f"unsupported file type {path.suffix or '(no suffix)'!r}; supported: {', '.join(LOADERS)}")
     try:
-        yield from loader(path, file_hash)
+        yield from loader(path, file_hash, options or LoadOptions())
     except FileNotFoundError as e:
         raise _vanished(path) from e
     except PermissionError as e:

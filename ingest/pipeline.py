@@ -29,17 +29,18 @@ from typing import Any
 
 from ingest.chunk import Chunker
 from ingest.discover import FailedFile, discover
+from ingest.formats.common import LoadOptions
 from ingest.load import load_file
 from rag.collection import Collection
 from rag.config import Settings
 from rag.errors import IngestError
 from rag.manifest import FileRecord
-from rag.types import Chunk, Embedder, VectorStore
+from rag.types import Chunk, Document, Embedder, VectorStore
 from rag.wiring import Wiring
 
 _log = logging.getLogger(__name__)
 
-LOADER_VERSION = "1"  # bump when loaders or chunking change what a file turns into: every file is re-ingested
+LOADER_VERSION = "2"  # bump when loaders or chunking change what a file turns into: every file is re-ingested
 EMBED_BUFFER = 512  # chunks gathered across files before one embedding call (bounded memory, full batches)
 PARSE_AHEAD_FILES = 16  # files parsed ahead while the model embeds: the overlap, with bounded memory
 STREAM_BYTES = 16 << 20  # files larger than this are loaded, chunked and embedded piece by piece (bounded memory)
@@ -68,6 +69,7 @@ class IngestSummary:
     collection: str = ""
     chunks_total: int | None = None  # chunks in the collection after the run (None when the store was not opened)
     cleaned_up: tuple[FailedFile, ...] = ()  # files an interrupted run left half-done, whose chunks were removed
+    ocr_pages: int = 0  # pages (and images) whose text was read by OCR in this run
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object.
@@ -93,6 +95,7 @@ class _Counts:
     pruned: int = 0
     failed: list[FailedFile] = field(default_factory=list)
     done: int = 0
+    ocr_pages: int = 0
 
 
 @dataclass
@@ -114,6 +117,7 @@ class _Prepared:
     stream: bool = False
     unchanged: bool = False
     error: str | None = None
+    ocr_pages: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -140,6 +144,7 @@ class _Run:
         self._stale_marked = False
         self.groups: dict[Path, tuple[str, ...]] = {}  # access groups per file (ingest.access)
         self.keep_open = False  # the caller shares the collection (rag serve): flush it, do not close it
+        self.options = LoadOptions.from_settings(self.settings.ingest)
 
     @property
     def embedder(self) -> Embedder:
@@ -225,8 +230,10 @@ class _Run:
             if cand.size > STREAM_BYTES and cand.path.suffix.lower() not in (".html", ".htm"):
                 prep.stream = True  # the main thread streams it: text piece by piece, PDFs page by page
                 return prep
-            chunks = self.chunker.split_all(load_file(cand.path, prep.file_hash))
-            prep.chunks = _dedup(_with_groups(chunks, cand.groups))
+            ocr_pages: set[tuple[str, int | None, float | None]] = set()
+            docs = _count_ocr(load_file(cand.path, prep.file_hash, self.options), ocr_pages)
+            prep.chunks = _dedup(_with_groups(self.chunker.split_all(docs), cand.groups))
+            prep.ocr_pages = len(ocr_pages)
             if not prep.chunks:
                 prep.error = "no text to index"
         except FileNotFoundError:
@@ -288,12 +295,13 @@ class _Run:
             self.counts.changed += 1
         self.counts.chunks_added += n_chunks
         self.counts.chunks_removed += removed
+        self.counts.ocr_pages += prep.ocr_pages
         self.report(cand.source)
 
     def flush(self, batch: list[_Prepared]) -> None:
         if not batch:
             return
-        texts = [c.text for p in batch for c in p.chunks]
+        texts = [c.embedding_text for p in batch for c in p.chunks]
         self.note(f"embedding {len(texts)} chunks of {len(batch)} files")
         vectors = self.embedder.embed_documents(texts)
         i = 0
@@ -312,18 +320,20 @@ class _Run:
         n = 0
         buffer: list[Chunk] = []
         seen: set[str] = set()
+        ocr_pages: set[tuple[str, int | None, float | None]] = set()
         try:
-            for chunk in _with_groups(self.chunker.split_all(load_file(cand.path, prep.file_hash)), cand.groups):
+            docs = _count_ocr(load_file(cand.path, prep.file_hash, self.options), ocr_pages)
+            for chunk in _with_groups(self.chunker.split_all(docs), cand.groups):
                 if chunk.id in seen:
                     continue
                 seen.add(chunk.id)
                 buffer.append(chunk)
                 if len(buffer) >= EMBED_BUFFER:
-                    self.store.upsert(buffer, self.embedder.embed_documents([c.text for c in buffer]))
+                    self.store.upsert(buffer, self.embedder.embed_documents([c.embedding_text for c in buffer]))
                     n += len(buffer)
                     buffer = []
             if buffer:
-                self.store.upsert(buffer, self.embedder.embed_documents([c.text for c in buffer]))
+                self.store.upsert(buffer, self.embedder.embed_documents([c.embedding_text for c in buffer]))
                 n += len(buffer)
         except (IngestError, OSError) as e:
             self.store.delete_source(cand.source)  # no half-indexed file
@@ -336,6 +346,7 @@ class _Run:
             self.manifest.remove(cand.source)
             self.fail(cand.source, "no text to index")
             return
+        prep.ocr_pages = len(ocr_pages)
         self._done(prep, n, removed)
 
     def prune(self, keep: set[str], excluded: frozenset[str] = frozenset()) -> None:
@@ -348,11 +359,16 @@ class _Run:
                 self.counts.pruned += 1
 
     def close(self) -> None:
-        if self.keep_open:
-            self.collection.flush()
-            self.collection.release_writer()  # the collection stays open for its caller; other writers may go on
-        else:
-            self.collection.close()
+        from ingest.formats.ocr import shutdown_pool
+
+        try:
+            if self.keep_open:
+                self.collection.flush()
+                self.collection.release_writer()  # the collection stays open for its caller; other writers may go on
+            else:
+                self.collection.close()
+        finally:
+            shutdown_pool()  # OCR worker processes do not outlive the run
 
 
 def _with_groups(chunks: Iterator[Chunk], groups: tuple[str, ...]) -> Iterator[Chunk]:
@@ -376,6 +392,14 @@ def _gone(source: str) -> bool:
     except OSError:
         return False
     return False
+
+
+def _count_ocr(docs: Iterator[Document], pages: set[tuple[str, int | None, float | None]]) -> Iterator[Document]:
+    """Pass ``docs`` through, noting each OCR'd page (or image) in ``pages``."""
+    for doc in docs:
+        if doc.ocr:  # a page cut into sections gives several documents with the same OCR confidence
+            pages.add((doc.file_type, doc.page, doc.ocr_confidence))
+        yield doc
 
 
 def _dedup(chunks: Iterator[Chunk]) -> list[Chunk]:
@@ -476,6 +500,7 @@ def ingest_paths(
         collection=settings.collection,
         chunks_total=chunks_total,
         cleaned_up=tuple(cleaned),
+        ocr_pages=c.ocr_pages,
     )
 
 

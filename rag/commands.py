@@ -38,9 +38,10 @@ def _filters(source: list[str] | None, file_type: list[str] | None, page: list[i
 
 
 def _where(hit: ScoredChunk) -> str:
+    """``report.pdf, page 3 · Results › Sales`` (``slide N`` for slide decks; the section when known)."""
     c = hit.chunk
-    name = PurePath(c.source).name
-    return f"{name}, page {c.page}" if c.page is not None else name
+    where = ", ".join(p for p in (PurePath(c.source).name, c.page_label()) if p)
+    return f"{where} · {c.section}" if c.section else where
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -52,7 +53,10 @@ def _snippet(text: str, width: int = 160) -> str:
 
 _COLLECTION = typer.Option(None, "--collection", "-c", help="Collection to use (default: settings / RAG_COLLECTION).")
 _SOURCE = typer.Option(None, "--source", help="Only chunks of this file (repeatable).")
-_TYPE = typer.Option(None, "--type", help="Only chunks of this file type: pdf, md, txt, html (repeatable).")
+_TYPE = typer.Option(
+    None, "--type", help="Only chunks of this file type: pdf, md, txt, html, docx, pptx, xlsx, csv, eml, png ... "
+    "(repeatable)."
+)
 _PAGE = typer.Option(None, "--page", help="Only chunks of this page (repeatable).")
 
 
@@ -104,7 +108,8 @@ def search_command(
     seconds = time.perf_counter() - t
     if json_out:
         out = {"hits": [
-            {"source": h.chunk.source, "page": h.chunk.page, "chunk_id": h.chunk.id, "score": h.score,
+            {"source": h.chunk.source, "page": h.chunk.page, "section": h.chunk.section, "ocr": h.chunk.ocr,
+             "ocr_confidence": h.chunk.ocr_confidence, "chunk_id": h.chunk.id, "score": h.score,
              "text": h.chunk.text, **({"stages": dict(h.stages)} if explain else {})}
             for h in hits
         ]}  # fmt: skip
@@ -210,7 +215,8 @@ def _print_check(answer: Answer, *, streamed: bool) -> None:
 
 def _answer_json(answer: Answer) -> dict[str, Any]:
     def hit_json(n: int, h: ScoredChunk) -> dict[str, Any]:
-        return {"n": n, "source": h.chunk.source, "page": h.chunk.page, "chunk_id": h.chunk.id, "score": h.score}
+        return {"n": n, "source": h.chunk.source, "page": h.chunk.page, "section": h.chunk.section,
+                "chunk_id": h.chunk.id, "score": h.score}
 
     return {
         "answer": answer.text,

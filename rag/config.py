@@ -153,10 +153,22 @@ class VerifySettings(BaseModel):
     )
 
 
+SUPPORTED_PATTERNS = [
+    "*.pdf", "*.md", "*.markdown", "*.txt", "*.text", "*.html", "*.htm", "*.docx", "*.pptx", "*.xlsx", "*.xlsm",
+    "*.csv", "*.tsv", "*.eml", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff",
+]  # fmt: skip
+
+
 class IngestSettings(BaseModel):
     max_file_mb: float = Field(512.0, gt=0, description="files larger than this are skipped and reported")
     workers: int = Field(2, ge=1, description="parallel file parsers")
-    include: list[str] = Field(default_factory=lambda: ["*.pdf", "*.md", "*.markdown", "*.txt", "*.html", "*.htm"])
+    include: list[str] = Field(default_factory=lambda: list(SUPPORTED_PATTERNS))
+    # OCR of scanned PDF pages and images: "auto" = RapidOCR (models inside its wheel, offline) when installed,
+    # else Tesseract when `tesseract` is on PATH, else none (scans are then reported as failures).
+    ocr_engine: Literal["auto", "rapidocr", "tesseract", "off"] = "auto"
+    ocr_workers: int | None = Field(None, ge=1, description="OCR processes per file (default: one per CPU core)")
+    ocr_dpi: int = Field(200, ge=72, le=600, description="resolution scanned PDF pages are rendered at for OCR")
+    ocr_languages: str = Field("eng", description="Tesseract languages, e.g. 'eng+deu' (RapidOCR reads Latin/CJK)")
     follow_symlinks_outside: bool = Field(
         False,
         description="follow symlinks (to files and folders) whose target is outside the folder being ingested; "

@@ -98,7 +98,7 @@ def build_bm25_index(chunks: Iterable[Chunk], directory: Path) -> None:
     tmp = directory / f".tmp-{version}"
     tmp.mkdir()
     try:
-        corpus_tokens = [tokenize(c.text) for c in chunk_list]
+        corpus_tokens = [tokenize(c.embedding_text) for c in chunk_list]  # the section path counts too
         # bm25s needs at least one token overall; an empty collection gets an index with no documents.
         has_tokens = any(corpus_tokens)
         if has_tokens:

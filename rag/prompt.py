@@ -100,7 +100,10 @@ def _neutralise(text: str) -> str:
 def format_source(n: int, hit: ScoredChunk, text: str | None = None) -> str:
     c = hit.chunk
     file = " ".join(PurePath(c.source).name.split())  # one line: a file name cannot start a fake source
-    page = f", page {c.page}" if c.page is not None else ""
+    label = c.page_label()
+    page = f", {label}" if label else ""
+    if c.section:  # one line, like the file name
+        page += f" ({' '.join(c.section.split())})"
     return SOURCE_TEMPLATE.format(n=n, file=file, page=page, text=_neutralise(c.text if text is None else text))
 
 

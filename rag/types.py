@@ -33,17 +33,31 @@ list; ``{"groups": []}`` keeps public chunks only (``rag.policy`` builds it from
 translation for each engine, is ``rag.filters``.
 """
 
+SECTION_SEP = " › "
+"""Between the headings of a section path: ``"Training › Optimisers › Adam"``."""
+
+PAGE_WORDS = {"pptx": "slide"}
+"""What a ``page`` is called per file type when a location is shown (default: "page")."""
+
 
 @dataclass(frozen=True)
 class Document:
-    """One loaded unit of a file: a PDF page, or the whole text of a Markdown/text/HTML file."""
+    """One loaded unit of a file: a PDF page or slide, a section of a document under one heading path, or a table.
+
+    Units never straddle a section: the chunker splits each on its own, so no chunk mixes two sections.
+    """
 
     source: str  # absolute path of the file
     text: str
-    file_type: str  # "pdf", "md", "txt", "html"
+    file_type: str  # "pdf", "md", "txt", "html", "docx", "pptx", "xlsx", "csv", "eml", "png", ...
     file_hash: str  # sha256 of the file's bytes
-    page: int | None = None  # 1-based page number for paged formats
+    page: int | None = None  # 1-based page number for paged formats (the slide number for slide decks)
     offset: int = 0  # where ``text`` starts in the whole file's text (large files are loaded in pieces)
+    section: str | None = None  # heading path, e.g. "Training › Optimisers › Adam" (``SECTION_SEP`` between)
+    ocr: bool = False  # the text was read by OCR from an image of the page
+    ocr_confidence: float | None = None  # the OCR engine's mean confidence (0-1) over the page's text
+    # A table: the caption and header rows (a prefix of ``text``) that every chunk of the table repeats.
+    table_header: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +75,29 @@ class Chunk:
     file_type: str
     # Access groups of the document (set at ingestion); empty: everyone who may read the collection sees it.
     groups: tuple[str, ...] = ()
+    section: str | None = None  # heading path of the chunk's section: embedded with the text, shown with the citation
+    ocr: bool = False  # text read by OCR
+    ocr_confidence: float | None = None  # the OCR engine's mean confidence (0-1) for the page
 
     def __post_init__(self) -> None:
         if not isinstance(self.groups, tuple):  # read back from JSON or a store as a list
             object.__setattr__(self, "groups", tuple(self.groups or ()))
+
+    @property
+    def embedding_text(self) -> str:
+        """What is embedded and indexed: the section path, then the text (the text alone is what is shown).
+
+        >>> Chunk(id="a", text="Use a small step.", source="/a.md", page=None, start=0, end=17, content_hash="h",
+        ...       file_hash="f", file_type="md", section="Training › Adam").embedding_text
+        'Training › Adam\\n\\nUse a small step.'
+        """
+        return f"{self.section}\n\n{self.text}" if self.section else self.text
+
+    def page_label(self) -> str | None:
+        """``"slide 3"`` for slide decks, ``"page 3"`` for other paged formats, ``None`` without a page."""
+        if self.page is None:
+            return None
+        return f"{PAGE_WORDS.get(self.file_type, 'page')} {self.page}"
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,14 @@ def md_escape(text: str) -> str:
 
 
 def source_label(chunk: Chunk) -> str:
-    """``report.pdf · p. 3`` (the file name, and the page for paged formats)."""
+    """``report.pdf · p. 3`` (the file name, the page or ``slide 3`` for slide decks, then the section when known)."""
     name = Path(chunk.source).name or chunk.source
-    return f"{name} · p. {chunk.page}" if chunk.page is not None else name
+    parts = [name]
+    if chunk.page is not None:
+        parts.append(f"slide {chunk.page}" if chunk.file_type == "pptx" else f"p. {chunk.page}")
+    if chunk.section:
+        parts.append(chunk.section)
+    return " · ".join(parts)
 
 
 def _words(text: str) -> set[str]:

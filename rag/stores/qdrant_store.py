@@ -66,7 +66,8 @@ def _payload(chunk: Chunk) -> dict[str, Any]:
 def _chunk(payload: dict[str, Any] | None) -> Chunk:
     if not payload:
         raise StoreError("a Qdrant point has no payload: the collection was not written by rag; use another one")
-    fields: dict[str, Any] = {k: payload.get(k) for k in Chunk.__dataclass_fields__}
+    # Fields added to Chunk later are absent from old points: they keep their defaults.
+    fields: dict[str, Any] = {k: payload[k] for k in Chunk.__dataclass_fields__ if k in payload}
     return Chunk(**fields)
 
 

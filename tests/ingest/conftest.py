@@ -89,7 +89,7 @@ def mixed_folder(tmp_path: Path) -> Path:
         "<body><nav>Home</nav><p>Magma that reaches the surface is called lava.</p></body></html>",
         encoding="utf-8",
     )
-    (root / "slides.pptx").write_bytes(b"PK\x03\x04 not really")
+    (root / "slides.key").write_bytes(b"PK\x03\x04 a Keynote deck: not a type we read")
     return root
 
 

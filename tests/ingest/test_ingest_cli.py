@@ -28,7 +28,7 @@ def test_ingest_json_twice_with_the_real_model(mixed_folder: Path, kit: object) 
     assert (summary["files_seen"], summary["new"], summary["unchanged"]) == (5, 4, 0)
     assert summary["chunks_added"] >= 6 and summary["chunks_removed"] == 0
     assert [(Path(f["path"]).name, "corrupt PDF" in f["reason"]) for f in summary["failed"]] == [("broken.pdf", True)]
-    assert [Path(f["path"]).name for f in summary["skipped"]] == ["slides.pptx"]
+    assert [Path(f["path"]).name for f in summary["skipped"]] == ["slides.key"]
 
     second = _rag("ingest", str(mixed_folder), "--json", "--collection", "cli-test")
     assert second.returncode == 0, second.stderr

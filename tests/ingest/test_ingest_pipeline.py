@@ -53,7 +53,7 @@ def test_mixed_folder_twice_second_run_adds_nothing(mixed_folder: Path, fake_emb
     assert seen[-1].files_done == seen[-1].files_total == 4 and seen[-1].chunks_added == first.chunks_added
     assert any(p.current.startswith("embedding") for p in seen)  # the bar says what it waits for
     assert first.chunks_added > 4
-    assert [Path(s.path).name for s in first.skipped] == ["slides.pptx"]
+    assert [Path(s.path).name for s in first.skipped] == ["slides.key"]
 
     counting = FailingEmbedder(fake_embedder, fail_on=-1)
     second = ingest_paths([mixed_folder], settings, embedder=counting)

@@ -110,10 +110,10 @@ def test_html_meta_charset_is_honoured(tmp_path: Path) -> None:
 
 
 def test_unknown_type_and_vanished_file(tmp_path: Path) -> None:
-    assert ".docx" not in LOADERS
-    (tmp_path / "a.docx").write_bytes(b"PK")
+    assert ".odt" not in LOADERS
+    (tmp_path / "a.odt").write_bytes(b"PK")
     with pytest.raises(IngestError, match="unsupported file type"):
-        list(load_file(tmp_path / "a.docx", "h"))
+        list(load_file(tmp_path / "a.odt", "h"))
     with pytest.raises(IngestError, match="vanished"):
         list(load_file(tmp_path / "gone.txt", "h"))
 

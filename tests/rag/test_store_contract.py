@@ -334,6 +334,22 @@ def test_persists_across_close_and_reopen(spec: Spec, opener: Callable[..., Vect
     reopened.close()
 
 
+def test_every_chunk_field_survives_the_round_trip(opener: Callable[..., VectorStore], corpus: Any) -> None:
+    """Provenance added to ``Chunk`` (section path, OCR flag and confidence) comes back from search and scans."""
+    chunks, vectors, _ = corpus
+    rich = [replace(c, section="Results › Sales", ocr=True, ocr_confidence=0.93) if i % 2 else c
+            for i, c in enumerate(chunks[:20])]
+    store = opener()
+    store.upsert(rich, vectors[:20])
+    store.close()
+    reopened = opener()
+    by_id = {c.id: c for c in reopened.chunks()}
+    assert by_id == {c.id: c for c in rich}
+    hit = reopened.search(vectors[1], k=1)[0].chunk
+    assert (hit.section, hit.ocr, hit.ocr_confidence) == ("Results › Sales", True, 0.93)
+    reopened.close()
+
+
 def test_model_or_dimension_mismatch_is_a_store_error(opener: Callable[..., VectorStore], corpus: Any) -> None:
     chunks, vectors, _ = corpus
     store = opener()

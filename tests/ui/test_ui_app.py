@@ -309,3 +309,9 @@ def test_a_rejected_upload_stays_reported_beside_the_summary_of_the_others(
     ]
     at.run()  # another rerun (any widget): still there until the next upload
     assert any("Upload failed for big.txt" in e.value for e in at.error)
+
+
+def test_upload_accepts_every_type_ingestion_reads(world: World) -> None:
+    at = run_app()
+    accepted = set(at.file_uploader[0].proto.type)
+    assert {".docx", ".pptx", ".xlsx", ".csv", ".eml", ".png", ".jpg", ".tiff", ".pdf", ".md"} <= accepted
