@@ -15,7 +15,7 @@ from ingest.load import load_file
 from ingest.pipeline import ingest_paths
 from rag.config import Settings
 from rag.errors import IngestError
-from rag.stores import open_store
+from rag.wiring import Wiring
 
 DECK = [
     {"title": "Kickoff", "body": ["Budget approved for the Arctic survey", "Team of five"],
@@ -181,11 +181,11 @@ def test_corrupt_docx_is_named_and_the_batch_continues_then_nothing_on_rerun(
     assert (again.new, again.changed, again.unchanged, again.chunks_added) == (0, 0, 3, 0)
     assert [Path(f.path).name for f in again.failed] == ["broken.docx"]
 
-    store = open_store(settings, fake_embedder.dim, fake_embedder.name)
+    collection = Wiring(settings, embedder=fake_embedder).collection()
     try:
-        chunks = list(store.chunks())
+        chunks = list(collection.store.chunks())
     finally:
-        store.close()
+        collection.close()
     assert len(chunks) == first.chunks_added
     slide = [c for c in chunks if c.file_type == "pptx" and c.page == 3]
     assert slide and slide[0].section == "Risks"
