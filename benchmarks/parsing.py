@@ -18,9 +18,10 @@ Measured:
   cell of every known table (header included), per source format;
 * **retrieval hit@5** on questions whose answer is in a table cell (the row label and the value must be in the same
   retrieved chunk), a sentence of a scanned page (a chunk of that page), or a bullet of a slide (a chunk of that
-  slide): ``rag`` (``ingest_paths`` + ``RagPipeline.retrieve``, hybrid default and dense) against the recipe of
-  ``benchmarks/ingest.py`` (``PyPDFLoader`` + ``RecursiveCharacterTextSplitter.from_huggingface_tokenizer`` at the
-  same token size + ``HuggingFaceEmbeddings`` on the same packaged MiniLM + ``FAISS``). The recipe reads PDFs only;
+  slide): ``rag`` (``ingest_paths`` + ``RagPipeline.retrieve`` from ``rag.wiring``, hybrid default and dense)
+  against the recipe of ``benchmarks/ingest.py`` (``PyPDFLoader`` +
+  ``RecursiveCharacterTextSplitter.from_huggingface_tokenizer`` at the same token size + ``HuggingFaceEmbeddings``
+  on the same packaged MiniLM + ``FAISS``). The recipe reads PDFs only;
 * **OCR speed**, pages/s, one process against the process pool (``--workers``), interleaved, and OCR's share of
   the corpus's ingest time;
 * **real documents**: PDFs of Debian's ``texlive-latex-base-doc`` and ``texlive-science-doc`` (a fixed sample up to
@@ -442,7 +443,7 @@ def retrieval(truth: Truth, corpus: Path, data_dir: Path, size: int, overlap: in
     from ingest.formats.ocr import shutdown_pool
     from ingest.pipeline import ingest_paths
     from rag.config import Settings
-    from rag.pipeline import RagPipeline
+    from rag.wiring import Wiring
 
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(data_dir=data_dir, collection="parsing",
@@ -451,12 +452,14 @@ def retrieval(truth: Truth, corpus: Path, data_dir: Path, size: int, overlap: in
     summary = ingest_paths([corpus], settings)
     ours_s = time.perf_counter() - t0
     shutdown_pool()
-    pipe = RagPipeline(settings)
+    wiring = Wiring(settings)
+    pipe = wiring.pipeline()  # the LLM is never asked: retrieval only
     ranked: dict[str, list[list[tuple[str, int | None, str]]]] = {"rag hybrid (default)": [], "rag dense": []}
     for q in truth.questions:
         for label, mode in (("rag hybrid (default)", None), ("rag dense", "dense")):
             hits = pipe.retrieve(q.text, k=5, mode=mode)
             ranked[label].append([(h.chunk.source, h.chunk.page, h.chunk.text) for h in hits])
+    wiring.close()
 
     t0 = time.perf_counter()
     db, n_chunks, scan_chars = recipe_index(corpus, size, overlap)
