@@ -91,6 +91,17 @@ def test_ocr_off_names_the_setting(tmp_path: Path, make: SimpleNamespace) -> Non
         list(load_file(make.png(tmp_path / "a.png", INVOICE, dpi=72), "h", LoadOptions(ocr_engine="off")))
 
 
+def test_an_image_with_too_many_pixels_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from ingest.formats import image
+
+    monkeypatch.setattr(image, "MAX_IMAGE_PIXELS", 100 * 100)
+    Image.new("L", (200, 120), 255).save(tmp_path / "poster.png")
+    with pytest.raises(IngestError, match=r"image too large \(200 x 120 pixels\)"):
+        list(load_file(tmp_path / "poster.png", "h"))
+
+
 def test_bad_images_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 10)
