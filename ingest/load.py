@@ -4,7 +4,8 @@ anything else is skipped and reported. Text, Markdown and HTML live here; every 
 slide), XLSX/CSV (rows under their header), e-mail (``.eml``, attachments loaded by their own loaders) and images
 (PNG, JPEG, TIFF, by OCR). Markdown and HTML are cut into sections by heading, with tables on their own.
 
-Loaders are generators so big files never sit whole in memory: PDFs yield one page at a time, and text files
+Loaders are generators so big files never sit whole in memory: PDFs yield one page at a time (pages read by OCR,
+which run in parallel, come after the others), spreadsheets a block of rows at a time, and text files
 larger than ``TEXT_PIECE_CHARS`` are decoded incrementally and yielded in pieces cut at paragraph or line breaks
 (each piece's ``offset`` says where it starts in the file's text). Every problem a user can fix is an
 ``IngestError`` whose message names it: "encrypted PDF ...", "no extractable text ...", "empty file", ...

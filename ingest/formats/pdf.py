@@ -43,9 +43,10 @@ THIN_TEXT_CHARS = 100  # a text layer shorter than this on a page mostly covered
 IMAGE_PAGE_COVERAGE = 0.5  # "mostly image": images cover at least this share of the page
 ANY_IMAGE_COVERAGE = 0.05  # a page without text is OCR'd when images cover at least this share
 OUTLINED_TEXT_PATHS = 300  # or when it holds this many vector paths (text converted to outlines)
-MIN_TABLE_PATHS = 4  # pages with fewer vector paths have no ruled table: pdfplumber is not asked
+MIN_TABLE_PATHS = 2  # pages with fewer vector paths have no ruled table: pdfplumber is not asked
 MIN_TABLE_ROWS, MIN_TABLE_COLS = 2, 2  # a framed paragraph (1 x 1 "table") stays text
 CAPTION_GAP = 40.0  # points between a table and a caption line
+MIN_RULE_WIDTH = 60.0  # points: a horizontal rule at least this long may bound a table drawn with rules only
 EDGE = 0.2  # a table within this share of the page's height from its top/bottom may continue across pages
 
 
@@ -231,21 +232,27 @@ def _sections(text: str, cuts: list[tuple[int, str | None]]) -> Iterator[tuple[s
 # ------------------------------------------------------------------------------------------------------ tables
 def _page_tables(plumber_page: Any) -> tuple[list[tuple[list[list[str]], str | None,
                                                                              tuple[float, float]]], str | None]:
-    """(rows, caption, (top, bottom)) of the ruled tables on a page, and the page text without their characters."""
-    found = [t for t in plumber_page.find_tables() if t.bbox]
-    tables = []
-    for t in found:
+    """(rows, caption, (top, bottom)) of the ruled tables on a page, and the page text without their characters.
+
+    Tables ruled as a grid come from pdfplumber's line finder; tables with horizontal rules only (LaTeX booktabs,
+    many reports) from ``_rules_only_tables``.
+    """
+    tables: list[tuple[tuple[float, float, float, float], list[list[str]]]] = []
+    for t in plumber_page.find_tables():
+        if not t.bbox:
+            continue
         rows = [[c or "" for c in row] for row in t.extract()]
         rows = [r for r in rows if any(c.strip() for c in r)]
         if len(rows) >= MIN_TABLE_ROWS and max((len(r) for r in rows), default=0) >= MIN_TABLE_COLS:
-            tables.append((t, rows))
+            tables.append((tuple(t.bbox), rows))
+    tables += _rules_only_tables(plumber_page, [bbox for bbox, _ in tables])
     if not tables:
         return [], None
     try:
         lines = plumber_page.extract_text_lines()
     except Exception:
         lines = []
-    boxes = [t.bbox for t, _ in tables]
+    boxes = [bbox for bbox, _ in tables]
 
     def inside(obj: dict[str, Any]) -> bool:
         if obj.get("object_type") != "char":
@@ -255,10 +262,78 @@ def _page_tables(plumber_page: Any) -> tuple[list[tuple[list[list[str]], str | N
 
     rest = plumber_page.filter(lambda obj: not inside(obj)).extract_text() or ""
     out = []
-    for t, rows in tables:
-        x0, top, x1, bottom = t.bbox
+    for (_, top, _, bottom), rows in sorted(tables, key=lambda t: t[0][1]):
         out.append((rows, _caption(lines, top, bottom, boxes), (top, bottom)))
     return out, rest
+
+
+def _rules_only_tables(
+    page: Any, taken: list[tuple[float, float, float, float]]
+) -> list[tuple[tuple[float, float, float, float], list[list[str]]]]:
+    """Tables drawn with horizontal rules only: two or more rules of the same extent enclose the table, its rows
+    are the text lines between them and its columns the horizontal spans that the cells of every row share.
+
+    Written here because pdfplumber's text-based strategies merge such rows or cut cells mid-word. Text between
+    two rules that does not fall into at least two columns (a boxed paragraph, a code listing) is left alone.
+    """
+    rules: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for edge in page.edges:
+        if edge.get("orientation") == "h" and edge["x1"] - edge["x0"] >= MIN_RULE_WIDTH:
+            rules.setdefault((round(edge["x0"] / 3), round(edge["x1"] / 3)), []).append(edge)
+    found = []
+    for group in rules.values():
+        tops = sorted({round(e["top"]) for e in group})
+        if len(tops) < 2 or tops[-1] - tops[0] < 12:
+            continue
+        x0, x1 = min(e["x0"] for e in group), max(e["x1"] for e in group)
+        top, bottom = float(tops[0]), float(tops[-1])
+        if any(not (x1 < b[0] or x0 > b[2] or bottom < b[1] or top > b[3]) for b in taken):
+            continue
+        words = [w for w in page.extract_words()
+                 if top < (w["top"] + w["bottom"]) / 2 < bottom and x0 - 2 <= w["x0"] and w["x1"] <= x1 + 2]
+        rows = _rows_from_words(words)
+        if len(rows) >= MIN_TABLE_ROWS and min(len(r) for r in rows) >= 1 and max(len(r) for r in rows) >= 2:
+            found.append(((x0, top, x1, bottom), rows))
+            taken = [*taken, (x0, top, x1, bottom)]
+    return found
+
+
+def _rows_from_words(words: list[dict[str, Any]]) -> list[list[str]]:
+    """Words -> rows of cells: lines by vertical position, cells by word gaps, columns by shared horizontal spans."""
+    lines: list[list[dict[str, Any]]] = []
+    for w in sorted(words, key=lambda w: (round(w["top"]), w["x0"])):
+        if lines and abs(lines[-1][0]["top"] - w["top"]) <= 3:
+            lines[-1].append(w)
+        else:
+            lines.append([w])
+    cells_by_line: list[list[tuple[float, float, str]]] = []
+    for line in lines:
+        line.sort(key=lambda w: w["x0"])
+        cells: list[tuple[float, float, str]] = []
+        for w in line:
+            gap = 0.5 * max(w["bottom"] - w["top"], 1.0)  # wider than a space: a new cell
+            if cells and w["x0"] - cells[-1][1] <= gap:
+                cells[-1] = (cells[-1][0], w["x1"], f"{cells[-1][2]} {w['text']}")
+            else:
+                cells.append((w["x0"], w["x1"], w["text"]))
+        cells_by_line.append(cells)
+    spans: list[list[float]] = []  # the union of the cells' horizontal extents: one span per column
+    for x_start, x_end, _ in sorted((c for cells in cells_by_line for c in cells), key=lambda c: c[0]):
+        if spans and x_start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], x_end)
+        else:
+            spans.append([x_start, x_end])
+    if len(spans) < MIN_TABLE_COLS:
+        return []
+    rows = []
+    for cells in cells_by_line:
+        row = [""] * len(spans)
+        for x_start, x_end, text in cells:
+            centre = (x_start + x_end) / 2
+            j = next(i for i, (a, b) in enumerate(spans) if a <= centre <= b)
+            row[j] = f"{row[j]} {text}".strip()
+        rows.append(row)
+    return rows
 
 
 def _caption(lines: list[dict[str, Any]], top: float, bottom: float, boxes: list[Any]) -> str | None:

@@ -82,8 +82,12 @@ def write_xlsx(path: Path, sheets: dict[str, Sequence[Sequence[Any]]]) -> Path:
     return path
 
 
-def write_table_pdf(path: Path) -> Path:
-    """A text PDF with a heading, a paragraph, a ruled table with a caption, and a paragraph after it."""
+def write_table_pdf(path: Path, grid: bool = True) -> Path:
+    """A text PDF with a heading, a paragraph, a ruled table with a caption, and a paragraph after it.
+
+    ``grid=False`` rules the table with three horizontal lines only (top, under the header, bottom), as LaTeX's
+    booktabs does.
+    """
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
@@ -95,7 +99,9 @@ def write_table_pdf(path: Path) -> Path:
         Paragraph("Every lorry is inspected twice a year at the depot in Linz.", styles["Normal"]),
         Spacer(1, 12),
         Paragraph("Table 2: Inspection costs per vehicle", styles["Normal"]),
-        Table(SALES_ROWS, style=TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)])),
+        Table(SALES_ROWS, style=TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)] if grid else [
+            ("LINEABOVE", (0, 0), (-1, 0), 1, colors.black), ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
+            ("LINEBELOW", (0, -1), (-1, -1), 1, colors.black)])),
         Spacer(1, 12),
         Paragraph("Tyres are replaced after forty thousand kilometres.", styles["Normal"]),
     ]

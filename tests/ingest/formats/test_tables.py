@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from ingest.chunk import Chunker
 from ingest.formats.tables import split_table, table_document
 from ingest.load import load_file
@@ -44,10 +46,11 @@ def test_an_oversized_row_is_cut_and_still_carries_the_header() -> None:
     assert "w99" in pieces[-1][2] or "end" in pieces[-1][2]
 
 
+@pytest.mark.parametrize("grid", [True, False], ids=["grid", "rules-only"])
 def test_pdf_table_is_its_own_chunk_with_caption_and_cells_not_duplicated(
-    tmp_path: Path, make: SimpleNamespace
+    tmp_path: Path, make: SimpleNamespace, grid: bool
 ) -> None:
-    docs = list(load_file(make.table_pdf(tmp_path / "fleet.pdf"), "h"))
+    docs = list(load_file(make.table_pdf(tmp_path / "fleet.pdf", grid=grid), "h"))
     (table,) = _tables(docs)
     lines = table.text.splitlines()
     assert lines[0] == "Table 2: Inspection costs per vehicle"
@@ -88,3 +91,21 @@ def test_layout_tables_in_html_stay_text(tmp_path: Path) -> None:
                     "<tr><td>more</td><td>x</td></tr></table>")
     docs = list(load_file(page, "h"))
     assert not _tables(docs) and "long paragraph" in docs[0].text
+
+
+def test_text_between_two_rules_is_not_a_table(tmp_path: Path) -> None:
+    """A paragraph boxed by two horizontal rules has one column: it stays text."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    path = tmp_path / "boxed.pdf"
+    c = canvas.Canvas(str(path), pagesize=A4)
+    c.line(60, 700, 500, 700)
+    for i, line in enumerate(["Note: the depot closes at noon on Fridays", "and all day on public holidays,",
+                              "so plan inspections for Monday to Thursday."]):
+        c.drawString(60, 680 - 16 * i, line)
+    c.line(60, 620, 500, 620)
+    c.showPage()
+    c.save()
+    docs = list(load_file(path, "h"))
+    assert not _tables(docs) and "public holidays" in docs[0].text
