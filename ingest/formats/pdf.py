@@ -46,6 +46,7 @@ OUTLINED_TEXT_PATHS = 300  # or when it holds this many vector paths (text conve
 MIN_TABLE_PATHS = 2  # pages with fewer vector paths have no ruled table: pdfplumber is not asked
 MIN_TABLE_ROWS, MIN_TABLE_COLS = 2, 2  # a framed paragraph (1 x 1 "table") stays text
 CAPTION_GAP = 40.0  # points between a table and a caption line
+TEXT_OPTIONS = {"x_tolerance_ratio": 0.15}  # a gap over 15% of the font size is a space (TeX output has no spaces)
 MIN_RULE_WIDTH = 60.0  # points: a horizontal rule at least this long may bound a table drawn with rules only
 EDGE = 0.2  # a table within this share of the page's height from its top/bottom may continue across pages
 
@@ -241,7 +242,7 @@ def _page_tables(plumber_page: Any) -> tuple[list[tuple[list[list[str]], str | N
     for t in plumber_page.find_tables():
         if not t.bbox:
             continue
-        rows = [[c or "" for c in row] for row in t.extract()]
+        rows = [[c or "" for c in row] for row in t.extract(**TEXT_OPTIONS)]
         rows = [r for r in rows if any(c.strip() for c in r)]
         if len(rows) >= MIN_TABLE_ROWS and max((len(r) for r in rows), default=0) >= MIN_TABLE_COLS:
             tables.append((tuple(t.bbox), rows))
@@ -249,7 +250,7 @@ def _page_tables(plumber_page: Any) -> tuple[list[tuple[list[list[str]], str | N
     if not tables:
         return [], None
     try:
-        lines = plumber_page.extract_text_lines()
+        lines = plumber_page.extract_text_lines(**TEXT_OPTIONS)
     except Exception:
         lines = []
     boxes = [bbox for bbox, _ in tables]
@@ -260,7 +261,7 @@ def _page_tables(plumber_page: Any) -> tuple[list[tuple[list[list[str]], str | N
         cx, cy = (obj["x0"] + obj["x1"]) / 2, (obj["top"] + obj["bottom"]) / 2
         return any(x0 <= cx <= x1 and top <= cy <= bottom for x0, top, x1, bottom in boxes)
 
-    rest = plumber_page.filter(lambda obj: not inside(obj)).extract_text() or ""
+    rest = plumber_page.filter(lambda obj: not inside(obj)).extract_text(**TEXT_OPTIONS) or ""
     out = []
     for (_, top, _, bottom), rows in sorted(tables, key=lambda t: t[0][1]):
         out.append((rows, _caption(lines, top, bottom, boxes), (top, bottom)))
@@ -289,12 +290,18 @@ def _rules_only_tables(
         top, bottom = float(tops[0]), float(tops[-1])
         if any(not (x1 < b[0] or x0 > b[2] or bottom < b[1] or top > b[3]) for b in taken):
             continue
-        words = [w for w in page.extract_words()
+        words = [w for w in page.extract_words(**TEXT_OPTIONS)
                  if top < (w["top"] + w["bottom"]) / 2 < bottom and x0 - 2 <= w["x0"] and w["x1"] <= x1 + 2]
         rows = _rows_from_words(words)
-        if len(rows) >= MIN_TABLE_ROWS and min(len(r) for r in rows) >= 1 and max(len(r) for r in rows) >= 2:
-            found.append(((x0, top, x1, bottom), rows))
-            taken = [*taken, (x0, top, x1, bottom)]
+        if len(rows) < MIN_TABLE_ROWS:
+            continue
+        # A table has a header that names most columns and cells in most places; code listings and figures
+        # framed by rules do not.
+        cells = [c for r in rows for c in r]
+        if sum(bool(c) for c in rows[0]) < 0.5 * len(rows[0]) or sum(bool(c) for c in cells) < 0.5 * len(cells):
+            continue
+        found.append(((x0, top, x1, bottom), rows))
+        taken = [*taken, (x0, top, x1, bottom)]
     return found
 
 
@@ -311,7 +318,7 @@ def _rows_from_words(words: list[dict[str, Any]]) -> list[list[str]]:
         line.sort(key=lambda w: w["x0"])
         cells: list[tuple[float, float, str]] = []
         for w in line:
-            gap = 0.5 * max(w["bottom"] - w["top"], 1.0)  # wider than a space: a new cell
+            gap = 0.8 * max(w["bottom"] - w["top"], 1.0)  # much wider than a space: a new cell
             if cells and w["x0"] - cells[-1][1] <= gap:
                 cells[-1] = (cells[-1][0], w["x1"], f"{cells[-1][2]} {w['text']}")
             else:
