@@ -80,8 +80,9 @@ def source_label(chunk: Chunk) -> str:
     """``report.pdf · p. 3`` (the file name, the page or ``slide 3`` for slide decks, then the section when known)."""
     name = Path(chunk.source).name or chunk.source
     parts = [name]
-    if chunk.page is not None:
-        parts.append(f"slide {chunk.page}" if chunk.file_type == "pptx" else f"p. {chunk.page}")
+    label = chunk.page_label()  # "page 3", or "slide 3" for slide decks
+    if label:
+        parts.append(label.replace("page ", "p. ", 1))
     if chunk.section:
         parts.append(chunk.section)
     return " · ".join(parts)

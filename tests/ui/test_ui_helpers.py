@@ -164,3 +164,15 @@ def test_rag_chat_indexes_the_samples_only_into_an_empty_collection(fake_embedde
 def test_file_names_and_questions_are_shown_literally() -> None:
     assert render.md_escape("*draft*_v2 [old] $5.md") == "\\*draft\\*\\_v2 \\[old\\] \\$5\\.md"
     assert render.md_escape("Résumé – 2024") == "Résumé – 2024"  # letters and dashes untouched
+
+
+def test_source_label_says_page_or_slide_and_section() -> None:
+    from rag.types import Chunk
+
+    def chunk(file_type: str, page: int | None, section: str | None) -> Chunk:
+        return Chunk(id="a", text="t", source=f"/d/x.{file_type}", page=page, start=0, end=1, content_hash="h",
+                     file_hash="f", file_type=file_type, section=section)
+
+    assert render.source_label(chunk("pdf", 3, None)) == "x.pdf · p. 3"
+    assert render.source_label(chunk("pptx", 12, "Risks")) == "x.pptx · slide 12 · Risks"
+    assert render.source_label(chunk("docx", None, "Report › Sales")) == "x.docx · Report › Sales"
