@@ -5,10 +5,12 @@ For each page:
 * **text** comes from pypdf's text layer, as before;
 * **sections**: the PDF's outline (bookmarks) gives a heading path per page; a heading's title found in the page
   text splits the page there, so text before it keeps the previous section;
-* **tables**: pages with enough ruling lines (counted cheaply with PDFium first) go through pdfplumber's table
-  finder; each table becomes a Markdown table ``Document`` with its caption (a ``Table N`` line next to it, else the
-  line just above, else the nearest heading), and the page's text is then re-read without the table's characters
-  so no cell is indexed twice. A table that continues on the next page keeps its header;
+* **tables**: pages with table rules or cell-sized boxes (counted cheaply with PDFium first) go through
+  pdfplumber's table finder, and tables ruled with horizontal lines only (LaTeX's booktabs) are read from the text
+  between their rules. Each table becomes a Markdown table ``Document`` with its caption (a ``Table N`` line next
+  to it, else the line just above, else the nearest heading), and the page's text is then re-read (pdfplumber)
+  without the table's characters, so no cell is indexed twice. A table that continues on the next page keeps its
+  header;
 * **OCR**: a page without a text layer that holds images, or whose text layer is far too thin for a page that is
   mostly image (a scan with a stamped header line), is rendered (PDFium) and OCR'd (``ingest.formats.ocr``). Only
   those pages are; their ``Document``s carry ``ocr=True`` and the engine's confidence.
@@ -43,7 +45,6 @@ THIN_TEXT_CHARS = 100  # a text layer shorter than this on a page mostly covered
 IMAGE_PAGE_COVERAGE = 0.5  # "mostly image": images cover at least this share of the page
 ANY_IMAGE_COVERAGE = 0.05  # a page without text is OCR'd when images cover at least this share
 OUTLINED_TEXT_PATHS = 300  # or when it holds this many vector paths (text converted to outlines)
-MIN_TABLE_PATHS = 2  # pages with fewer vector paths have no ruled table: pdfplumber is not asked
 MIN_TABLE_ROWS, MIN_TABLE_COLS = 2, 2  # a framed paragraph (1 x 1 "table") stays text
 CAPTION_GAP = 40.0  # points between a table and a caption line
 TEXT_OPTIONS = {"x_tolerance_ratio": 0.15}  # a gap over 15% of the font size is a space (TeX output has no spaces)
@@ -55,6 +56,12 @@ EDGE = 0.2  # a table within this share of the page's height from its top/bottom
 class _PageStats:
     paths: int
     image_coverage: float  # 0-1
+    rules: int = 0  # thin horizontal or vertical lines (table rules, cell borders)
+    boxes: int = 0  # rectangles of cell size (tables drawn as boxes)
+
+    @property
+    def may_hold_a_table(self) -> bool:
+        return self.rules >= 2 or self.boxes >= 4
 
 
 @dataclass(frozen=True)
@@ -132,16 +139,22 @@ def _probe(path: Path, n_pages: int) -> list[_PageStats]:
                 try:
                     width, height = page.get_size()
                     area = max(width * height, 1.0)
-                    paths, covered = 0, 0.0
+                    paths, rules, boxes, covered = 0, 0, 0, 0.0
                     for obj in page.get_objects():
                         if obj.type == raw.FPDF_PAGEOBJ_PATH:
                             paths += 1
+                            left, bottom, right, top = obj.get_bounds()
+                            w, h = right - left, top - bottom
+                            if (h <= 3 and w >= 30) or (w <= 3 and h >= 8):
+                                rules += 1
+                            elif 8 <= w <= 0.95 * width and 4 <= h <= 0.5 * height:
+                                boxes += 1
                         elif obj.type == raw.FPDF_PAGEOBJ_IMAGE:
                             left, bottom, right, top = obj.get_bounds()
                             w = max(0.0, min(right, width) - max(left, 0.0))
                             h = max(0.0, min(top, height) - max(bottom, 0.0))
                             covered += w * h
-                    stats.append(_PageStats(paths, min(covered / area, 1.0)))
+                    stats.append(_PageStats(paths, min(covered / area, 1.0), rules, boxes))
                 finally:
                     page.close()
         except Exception as e:
@@ -419,7 +432,7 @@ def load_pdf(path: Path, file_hash: str, options: LoadOptions | None = None) -> 
             page_no = number + 1
             tables: list[tuple[list[list[str]], str | None, tuple[float, float]]] = []
             height = 0.0
-            if st.paths >= MIN_TABLE_PATHS:
+            if st.may_hold_a_table:
                 try:
                     if plumber is None:
                         import pdfplumber
