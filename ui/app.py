@@ -422,6 +422,8 @@ def show_summary(summary: Any) -> None:
         + (f", {len(summary.skipped)} skipped" if getattr(summary, "skipped", ()) else "")
         + f" · {summary.chunks_added} chunks added, {summary.chunks_removed} removed"
         + (f", {summary.pruned_files} files pruned" if summary.pruned_files else "")
+        + (f" · {summary.ocr_pages} page{'s' * (summary.ocr_pages != 1)} read by OCR"
+           if getattr(summary, "ocr_pages", 0) else "")
         + (f" · {total} chunks in the collection." if total is not None else "."),
         icon=":material/warning:" if problems else ":material/check_circle:",
     )

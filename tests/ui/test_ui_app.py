@@ -68,6 +68,7 @@ class FakeSummary:
     skipped: tuple[FakeFailed, ...] = ()
     collection: str = "default"
     chunks_total: int | None = 7
+    ocr_pages: int = 0
 
 
 @dataclass
@@ -94,7 +95,8 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
                 w.docs.append((str(p), 2))
             progress(type("P", (), {"files_done": i, "files_total": len(paths), "current": str(p),
                                     "chunks_added": 2})())  # fmt: skip
-        return FakeSummary(files_seen=len(paths), new=len(paths) - len(failed), failed=tuple(failed))
+        scans = sum(p.suffix in (".png", ".jpg", ".tiff") for p in paths)  # images are read by OCR
+        return FakeSummary(files_seen=len(paths), new=len(paths) - len(failed), failed=tuple(failed), ocr_pages=scans)
 
     def fake_delete(source: str, settings: Any, **kw: Any) -> int:
         w.deleted.append(source)
@@ -315,3 +317,8 @@ def test_upload_accepts_every_type_ingestion_reads(world: World) -> None:
     at = run_app()
     accepted = set(at.file_uploader[0].proto.type)
     assert {".docx", ".pptx", ".xlsx", ".csv", ".eml", ".png", ".jpg", ".tiff", ".pdf", ".md"} <= accepted
+    at.file_uploader[0].set_value([("receipt.png", b"\x89PNG fake", "image/png"),
+                                   ("deck.pptx", b"PK fake", "application/octet-stream")])
+    at.button(key="FormSubmitter:upload-Upload and index").click().run()
+    assert not at.exception, at.exception
+    assert any("Indexed 2 files" in e.value and "1 page read by OCR" in e.value for e in at.success)
