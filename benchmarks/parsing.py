@@ -28,7 +28,7 @@ Measured:
   ``--debian-pages`` pages): parse time of our loader (text, outline sections, table detection, OCR of the pages
   that need it) against pypdf's text extraction alone, pages OCR'd, tables found.
 
-    $ .venv/bin/python benchmarks/parsing.py                       # ~15 minutes on 2 shared cores
+    $ .venv/bin/python benchmarks/parsing.py                       # ~9 minutes on 2 cores at load 15-19
     $ .venv/bin/python benchmarks/parsing.py --skip-debian --json parsing.json
 """
 

@@ -75,8 +75,9 @@ def _search(body: SearchRequest, request: Request, who: Principal) -> dict[str, 
     hits = parts.pipeline(collection).retrieve(body.query, k=body.k, filters=filters, mode=body.mode,
                                                rerank=body.rerank)  # fmt: skip
     return {"hits": [
-        {"source": h.chunk.source, "page": h.chunk.page, "chunk_id": h.chunk.id, "score": h.score,
-         "text": h.chunk.text, **({"stages": dict(h.stages)} if body.explain else {})}
+        {"source": h.chunk.source, "page": h.chunk.page, "section": h.chunk.section, "ocr": h.chunk.ocr,
+         "ocr_confidence": h.chunk.ocr_confidence, "chunk_id": h.chunk.id, "score": h.score, "text": h.chunk.text,
+         **({"stages": dict(h.stages)} if body.explain else {})}
         for h in hits
     ]}  # fmt: skip
 

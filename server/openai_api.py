@@ -80,7 +80,8 @@ def split_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[Message]]
 def source_json(n: int, hit: ScoredChunk, cited: bool) -> dict[str, Any]:
     c = hit.chunk
     return {"n": n, "cited": cited, "source": c.source, "file": PurePath(c.source).name, "page": c.page,
-            "chunk_id": c.id, "score": round(float(hit.score), 6), "text": c.text}  # fmt: skip
+            "where": c.page_label(), "section": c.section, "chunk_id": c.id, "score": round(float(hit.score), 6),
+            "text": c.text}  # fmt: skip
 
 
 def sources_of(answer: Answer) -> list[dict[str, Any]]:

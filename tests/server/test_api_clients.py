@@ -55,7 +55,7 @@ def test_openai_client_chat_carries_citations_and_sources(seeded: Running) -> No
     with seeded.client("bob") as c:
         hits = c.post("/v1/search", json={"collection": "team", "query": QUESTION, "k": 4}).json()["hits"]
     assert [h["chunk_id"] for h in hits] == [s["chunk_id"] for s in sources]
-    assert set(hits[0]) == {"source", "page", "chunk_id", "score", "text"}
+    assert set(hits[0]) == {"source", "page", "section", "ocr", "ocr_confidence", "chunk_id", "score", "text"}
 
 
 def test_openai_client_streaming_sends_chunks_then_sources_before_done(seeded: Running) -> None:
