@@ -117,6 +117,33 @@ _REFUSAL_RE = re.compile(
 )
 
 
+# A citation marker with more of the sentence after it: the model said "this much comes from [n]", and what follows
+# is another claim ("... does not corrode in salt water [1] and because it melts at 1,412 degrees ...").
+_INLINE_CITE = re.compile(_CITE.pattern + r"(?=\s*,?\s*[^\W_])", re.IGNORECASE)
+
+
+def claim_units(sentence: SentenceSpan) -> list[SentenceSpan]:
+    """``sentence`` cut after each citation marker inside it, so each part is checked against its own sources; a
+    part that asserts nothing on its own ("According to [1], ...") stays with the next.
+
+    >>> [u.text for u in claim_units(split_sentences("It does not rust in sea water [1] and melts at 1,412 C [2].")[0])]
+    ['It does not rust in sea water [1]', 'and melts at 1,412 C [2].']
+    >>> [u.text for u in claim_units(split_sentences("According to [1], it is 84 m tall.")[0])]
+    ['According to [1], it is 84 m tall.']
+    """
+    text, base = sentence.text, sentence.start
+    units: list[SentenceSpan] = []
+    start = 0
+    for end in [m.end() for m in _INLINE_CITE.finditer(text)] + [len(text)]:
+        if units and not is_claim(units[-1].text):  # join the part that asserts nothing to this one
+            start = units.pop().start - base
+        piece = _span(text, start, end)
+        if piece.text:
+            units.append(SentenceSpan(piece.text, base + piece.start, base + piece.end))
+        start = end
+    return units or [sentence]
+
+
 def is_claim(sentence: str) -> bool:
     """Whether a sentence asserts something a source could support (not a refusal, a heading or a filler line)."""
     body = _BULLET.sub("", strip_citations(sentence))
@@ -421,7 +448,7 @@ def verify_answer(
     pieces: list[str] = []
     last = 0
     claims = 0
-    for span in split_sentences(text):
+    for span in (unit for sentence in split_sentences(text) for unit in claim_units(sentence)):
         model_cites = tuple(cited_numbers(span.text, len(sources)))
         pieces.append(text[last : span.start])
         last = span.end

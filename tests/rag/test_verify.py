@@ -85,6 +85,20 @@ def test_uncited_sentence_gets_its_source_and_a_combined_sentence_gets_both() ->
     assert v.sentences[0].citations == (2, 3) and v.sentences[0].supported
 
 
+def test_a_citation_inside_a_sentence_ends_a_clause() -> None:
+    # the model cites [2] for its first clause and goes on with a fact of another source, joined by "because"
+    text = "The Halden tower is 84 metres tall [2] because the Bergen tower opened in 1925."
+    v = verify_answer(text, SOURCES, TopicScorer(), min_score=0.5, min_evidence=1.0)
+    assert [(s.text, s.citations, s.supported) for s in v.sentences] == [
+        ("The Halden tower is 84 metres tall", (2,), True),
+        ("because the Bergen tower opened in 1925.", (3,), True),
+    ]
+    assert v.text == "The Halden tower is 84 metres tall [2] because the Bergen tower opened in 1925 [3]."
+    # without the marker it is one statement mixing two sources' facts: no single source supports it
+    v = verify_answer(text.replace(" [2]", ""), SOURCES, TopicScorer(), min_score=0.5, min_evidence=1.0)
+    assert v.sentences[0].supported is False
+
+
 def test_a_source_on_the_topic_with_another_number_does_not_support() -> None:
     v = verify_answer("The Bergen tower is 84 metres tall [3].", SOURCES, TopicScorer(), min_score=0.5,
                       min_evidence=1.0)  # fmt: skip
