@@ -1,11 +1,29 @@
-"""Ingestion: discover -> hash -> load -> chunk -> embed (batched across files) -> upsert, with a manifest.
+"""Ingestion: discover -> stat -> parse (a pool) -> embed (large batches) -> write (group commits), with a manifest.
 
-``ingest_paths`` is what ``rag ingest`` runs. Files are parsed and chunked by a small thread pool while the main
-thread embeds the previous batch (pypdf is pure Python; the model's matrix maths releases the GIL, so the two
-overlap). Each file is committed on its own: the manifest marks it ``pending`` before its old chunks are touched and
-``done`` after its new ones are in the store, so a crash or Ctrl-C loses nothing committed and the next run resumes
-where this one stopped. Unchanged files (same size and mtime, or same content hash) are skipped without loading the
-embedding model; a changed file replaces exactly its own chunks; ``prune=True`` drops files that no longer exist.
+``ingest_paths`` is what ``rag ingest`` runs. Three stages overlap, joined by bounded queues so memory stays flat
+however many files a run has::
+
+    parse workers (processes)  --at most `ahead` files-->  main thread: embed 512 chunks at a time  --2 batches-->
+    writer thread: one group commit per batch (manifest pending -> store delete+upsert -> manifest done)
+
+* **Parse** is ``ingest.parse.parse_file``, a pure function of a file and a small spec, run in worker processes
+  (``RAG_INGEST__WORKERS``; -1 picks by the run's size: docs/benchmarks.md has the measurements behind it). The
+  workers label chunks with the file's access groups (``ingest.access``) and OCR scanned pages with their share of
+  the OCR budget (``ingest.parse.ParseSpec.for_processes``).
+* **Embed**: chunks of many files go to the model together, through the embedding cache (``rag.embed_cache``): a
+  text embedded before, by this model at this precision, is not embedded again.
+* **Write**: a batch of files is one commit: the manifest marks them ``pending`` before their old chunks are
+  touched and ``done`` after the store took the new ones. A crash, ``kill -9`` or Ctrl-C at any point leaves
+  either ``done`` files whose chunks are all in the store, or ``pending`` ones that the next run removes first
+  (``Collection.clean_pending``, reported in ``cleaned_up``) and ingests again: nothing lost, nothing duplicated
+  (``Collection.check()`` proves it). The run holds the collection's writer lock (``Collection.acquire_writer``)
+  from its first change to its end; the writer thread commits on the run's behalf, under that lock.
+* **Cancel**: ``cancel`` (a ``threading.Event``; Ctrl-C does the same) stops the run at the next batch: what was
+  committed stays, what was not is untouched (a changed file keeps its previous version), and the keyword index is
+  brought up to date, so the collection is consistent and the next run resumes.
+
+Unchanged files (same size and mtime, or same content hash) are skipped without loading the model; a changed file
+replaces exactly its own chunks; ``prune=True`` drops files that no longer exist.
 
 Example::
 
@@ -16,34 +34,35 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.chunk import Chunker
 from ingest.discover import FailedFile, discover
 from ingest.formats.common import LoadOptions
-from ingest.load import load_file
+from ingest.parse import VANISHED, ParsedFile, ParseSpec, describe_error, iter_chunks
+from ingest.pool import Parser
 from rag.collection import Collection
 from rag.config import Settings
-from rag.errors import IngestError
+from rag.embed_cache import CachedEmbedder, EmbeddingCache, model_key
 from rag.manifest import FileRecord
-from rag.types import Chunk, Document, Embedder, VectorStore
+from rag.types import Chunk, Embedder, Vector, VectorStore
 from rag.wiring import Wiring
 
 _log = logging.getLogger(__name__)
 
 LOADER_VERSION = "2"  # bump when loaders or chunking change what a file turns into: every file is re-ingested
 EMBED_BUFFER = 512  # chunks gathered across files before one embedding call (bounded memory, full batches)
-PARSE_AHEAD_FILES = 16  # files parsed ahead while the model embeds: the overlap, with bounded memory
-STREAM_BYTES = 16 << 20  # files larger than this are loaded, chunked and embedded piece by piece (bounded memory)
+WRITE_QUEUE = 2  # embedded batches waiting for the writer (the overlap of embedding and writing, bounded)
+POOL_MIN_FILES = 16  # fewer files to parse than this: one parse thread (a process pool costs ~1 s to start)
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,9 @@ class IngestSummary:
     chunks_total: int | None = None  # chunks in the collection after the run (None when the store was not opened)
     cleaned_up: tuple[FailedFile, ...] = ()  # files an interrupted run left half-done, whose chunks were removed
     ocr_pages: int = 0  # pages (and images) whose text was read by OCR in this run
+    cancelled: bool = False  # stopped early (cancel or Ctrl-C): committed files stay, the rest is untouched
+    embedded: int = 0  # chunk texts the model embedded (the others came from the embedding cache)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage: scan, read, chunk, embed, write, ...
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object.
@@ -82,6 +104,7 @@ class IngestSummary:
         d["skipped"] = [asdict(f) for f in self.skipped]
         d["cleaned_up"] = [asdict(f) for f in self.cleaned_up]
         d["seconds"] = round(self.seconds, 3)
+        d["stages"] = {k: round(v, 3) for k, v in self.stages.items()}
         return d
 
 
@@ -95,6 +118,7 @@ class _Counts:
     pruned: int = 0
     failed: list[FailedFile] = field(default_factory=list)
     done: int = 0
+    embedded: int = 0
     ocr_pages: int = 0
 
 
@@ -110,72 +134,81 @@ class _Candidate:
 
 
 @dataclass
-class _Prepared:
-    cand: _Candidate
-    file_hash: str = ""
+class _Batch:
+    """Files whose chunks were embedded together, for one group commit."""
+
+    files: list[tuple[_Candidate, ParsedFile]] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
-    stream: bool = False
-    unchanged: bool = False
-    error: str | None = None
-    ocr_pages: int = 0
+    vectors: Vector | None = None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+class Cancelled(Exception):
+    """Raised inside a run when its ``cancel`` event is set; ``ingest_paths`` turns it into ``cancelled=True``."""
 
 
 # ------------------------------------------------------------------------------------------------------ pipeline
 class _Run:
     """One ingestion run; the store and the model are opened only when some file needs them."""
 
-    def __init__(self, wiring: Wiring, progress: Callable[[IngestProgress], None] | None) -> None:
+    def __init__(self, wiring: Wiring, progress: Callable[[IngestProgress], None] | None,
+                 cancel: threading.Event | None) -> None:
         self.settings = wiring.settings
         self.wiring = wiring
         self.collection: Collection = wiring.collection()
-        self._chunker: Chunker | None = None
+        self.manifest = self.collection.manifest
         self.progress = progress
+        self.cancel = cancel or threading.Event()
         self.counts = _Counts()
         self.total = 0
-        self.manifest = self.collection.manifest
-        self._stale_marked = False
+        self.stages: dict[str, float] = {"scan": 0.0, "read": 0.0, "chunk": 0.0, "embed": 0.0, "write": 0.0}
         self.groups: dict[Path, tuple[str, ...]] = {}  # access groups per file (ingest.access)
         self.keep_open = False  # the caller shares the collection (rag serve): flush it, do not close it
         self.options = LoadOptions.from_settings(self.settings.ingest)
+        self._lock = threading.Lock()
+        self._stale_marked = False
+        self._embedder: Embedder | None = None
+        self._cache: EmbeddingCache | None = None
+
+    # -- parts ---------------------------------------------------------------------------------------------------
+    @property
+    def model(self) -> Embedder:
+        return self.wiring.embedder()
 
     @property
     def embedder(self) -> Embedder:
-        return self.wiring.embedder()
+        """The model behind the embedding cache (opened on the first batch: a run with nothing new opens nothing)."""
+        if self._embedder is None:
+            model = self.model
+            if self.settings.embedding.cache:
+                self._cache = EmbeddingCache(self.settings.embedding_cache_path, model_key(model), model.dim)
+                self._embedder = CachedEmbedder(model, self._cache)
+            else:
+                self._embedder = model
+        return self._embedder
 
     @property
     def store(self) -> VectorStore:
         return self.collection.store
 
-    @property
-    def chunker(self) -> Chunker:
-        if self._chunker is None:
-            size = self.settings.chunk.size_tokens
-            max_len = getattr(self.embedder, "max_seq_length", None)
-            if max_len:
-                size = min(size, int(max_len) - 2)  # room for [CLS]/[SEP]: the model must read the whole chunk
-            overlap = min(self.settings.chunk.overlap_tokens, size // 2)
-            count = getattr(self.embedder, "count_tokens", None) or (lambda t: max(1, len(t) // 4))
-            self._chunker = Chunker(count, size, overlap)
-        return self._chunker
+    def spec(self) -> ParseSpec:
+        c = self.settings.chunk
+        return ParseSpec.for_model(c.size_tokens, c.overlap_tokens, self.model, self.options)
 
-    @property
+    @functools.cached_property
     def config_key(self) -> str:
         c = self.settings.chunk
-        emb = self.wiring.embedder().name  # building an embedder loads no model: its name costs nothing
+        emb = self.model.name  # building an embedder loads no model: its name costs nothing
         key = f"{emb}|{c.size_tokens}|{c.overlap_tokens}|{LOADER_VERSION}"
+        precision = getattr(self.model, "cache_key", "fp32")
+        if precision != "fp32":  # int8 / fp16 vectors differ: switching re-embeds (fp32 keys stay as they were)
+            key += f"|{precision}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def report(self, current: str) -> None:
-        """One more file is finished (committed, unchanged or failed)."""
-        self.counts.done += 1
+    # -- progress ------------------------------------------------------------------------------------------------
+    def finished(self, current: str, n: int = 1) -> None:
+        """``n`` more files are finished (committed, unchanged or failed)."""
+        with self._lock:
+            self.counts.done += n
         self.note(current)
 
     def note(self, current: str) -> None:
@@ -184,170 +217,158 @@ class _Run:
             self.progress(IngestProgress(self.counts.done, self.total, current, self.counts.chunks_added))
 
     def fail(self, source: str, reason: str) -> None:
-        self.counts.failed.append(FailedFile(source, reason))
-        self.report(source)
+        with self._lock:
+            self.counts.failed.append(FailedFile(source, reason))
+        self.finished(source)
 
-    # -- planning --------------------------------------------------------------------------------------------
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled
+
+    # -- planning ------------------------------------------------------------------------------------------------
+    def clean_pending(self) -> tuple[FailedFile, ...]:
+        """Files a killed run left half-done lose their partial chunks first (they are ingested again if they are
+        among this run's files), and the summary says so. ``Collection.clean_pending`` takes the writer lock (in
+        this thread) only when there is something to clean, and marks the keyword index stale."""
+        cleaned = self.collection.clean_pending()
+        if cleaned:
+            self._stale_marked = True
+        return tuple(FailedFile(source, f"left half-done by an interrupted run: its {n} partial chunks were removed")
+                     for source, n in cleaned)  # fmt: skip
+
     def plan(self, files: list[Path]) -> list[_Candidate]:
         """Files that may need work; those unchanged by size and mtime are counted and dropped here."""
-        records = self.manifest.all()
-        limit = self.settings.ingest.max_file_mb
+        records = self.manifest.index()  # plain tuples: this loop runs once per file of the folder
+        base_key = self.config_key
+        limit = self.settings.ingest.max_file_mb * 1024 * 1024
         todo = []
+        unchanged = 0
         for path in files:
             source = str(path)
             file_groups = self.groups.get(path, ())
-            key = file_config_key(self.config_key, file_groups)
+            key = file_config_key(base_key, file_groups) if file_groups else base_key
             try:
-                st = path.stat()
+                st = os.stat(source)
             except FileNotFoundError:
-                self.fail(source, "file vanished during the run (deleted or moved)")
+                self.fail(source, VANISHED)
                 continue
             except OSError as e:
                 self.fail(source, f"cannot read file: {e.strerror}")
                 continue
             rec = records.get(source)
-            if st.st_size > limit * 1024 * 1024:
-                self.fail(source, f"file is {st.st_size / 2**20:.1f} MB, over the {limit:g} MB limit "
+            if st.st_size > limit:
+                self.fail(source, f"file is {st.st_size / 2**20:.1f} MB, over the {limit / 2**20:g} MB limit "
                           "(raise RAG_INGEST__MAX_FILE_MB to include it)")
                 continue
-            if (rec and rec.status == "done" and rec.config_key == key and rec.size == st.st_size
-                    and rec.mtime_ns == st.st_mtime_ns):
-                self.counts.unchanged += 1
-                self.report(source)
+            if rec and rec[0] == "done" and rec[1] == key and rec[2] == st.st_size and rec[3] == st.st_mtime_ns:
+                unchanged += 1
                 continue
-            todo.append(_Candidate(path, source, st.st_size, st.st_mtime_ns, rec, file_groups, key))
+            record = FileRecord(source, rec[4], rec[2], rec[3], rec[1], rec[5], rec[0]) if rec else None
+            todo.append(_Candidate(path, source, st.st_size, st.st_mtime_ns, record, file_groups, key))
+        self.counts.unchanged += unchanged
+        if unchanged:
+            self.finished("unchanged files", unchanged)
         return todo
 
-    # -- parsing (worker threads) ----------------------------------------------------------------------------
-    def prepare(self, cand: _Candidate) -> _Prepared:
-        prep = _Prepared(cand)
-        try:
-            prep.file_hash = file_sha256(cand.path)
-            rec = cand.record
-            if rec and rec.status == "done" and rec.config_key == cand.key and rec.file_hash == prep.file_hash:
-                prep.unchanged = True  # touched, not changed: same bytes
-                return prep
-            if cand.size > STREAM_BYTES and cand.path.suffix.lower() not in (".html", ".htm"):
-                prep.stream = True  # the main thread streams it: text piece by piece, PDFs page by page
-                return prep
-            ocr_pages: set[tuple[str, int | None, float | None]] = set()
-            docs = _count_ocr(load_file(cand.path, prep.file_hash, self.options), ocr_pages)
-            prep.chunks = _dedup(_with_groups(self.chunker.split_all(docs), cand.groups))
-            prep.ocr_pages = len(ocr_pages)
-            if not prep.chunks:
-                prep.error = "no text to index"
-        except FileNotFoundError:
-            prep.error = "file vanished during the run (deleted or moved)"
-        except IngestError as e:
-            prep.error = str(e)
-        except PermissionError as e:
-            prep.error = f"permission denied: {e.strerror}; check the file's permissions"
-        except OSError as e:
-            prep.error = f"cannot read file: {e}"
-        except Exception as e:  # a loader bug on one odd file must not stop the batch; the reason is kept
-            _log.exception("unexpected error loading %s", cand.path)
-            prep.error = f"unexpected {type(e).__name__} while loading: {e}"
-        return prep
+    def known_hash(self, cand: _Candidate) -> str | None:
+        """The content hash on record when the file is indexed as it would be now (then the same bytes mean the
+        file is unchanged, only touched)."""
+        rec = cand.record
+        return rec.file_hash if rec and rec.status == "done" and rec.config_key == cand.key else None
 
-    def prepared(self, todo: list[_Candidate]) -> Iterator[_Prepared]:
-        """``prepare`` over ``todo`` in a thread pool, results in order, at most ``PARSE_AHEAD_FILES`` ahead."""
-        workers = max(1, self.settings.ingest.workers)
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rag-parse")
-        queue: deque[Future[_Prepared]] = deque()
-        it = iter(todo)
-        try:
-            for cand in it:
-                queue.append(executor.submit(self.prepare, cand))
-                if len(queue) >= PARSE_AHEAD_FILES:
-                    break
-            while queue:
-                result = queue.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    queue.append(executor.submit(self.prepare, nxt))
-                yield result
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-    # -- committing ------------------------------------------------------------------------------------------
+    # -- committing (the writer thread, under the run's writer lock) ---------------------------------------------
     def lexical_stale(self) -> None:
-        """Mark the BM25 index out of date before the store changes (a crash before the rebuild is then seen)."""
+        """Mark the BM25 index out of date before the store changes (a crash before the rebuild is then seen).
+        Called by the thread that holds the writer lock (it takes it if it does not hold it yet)."""
         if not self._stale_marked:
             self.collection.mark_bm25_stale()
             self._stale_marked = True
 
-    def commit(self, prep: _Prepared, chunks: Sequence[Chunk], vectors: Any) -> None:
-        cand = prep.cand
-        self.lexical_stale()
-        self.manifest.mark_pending(cand.source)
-        removed = self.store.delete_source(cand.source)
-        self.store.upsert(chunks, vectors)
-        self._done(prep, len(chunks), removed)
+    def commit(self, batch: _Batch) -> None:
+        """One group commit: pending -> old chunks out, new chunks in -> done. Atomic per file, as a batch.
+        The thread that queued it marked the keyword index stale first (``lexical_stale``)."""
+        t0 = time.perf_counter()
+        self.manifest.mark_pending_many([cand.source for cand, _ in batch.files])
+        removed = 0
+        for cand, _ in batch.files:
+            if cand.record is not None:  # new files have nothing to remove
+                removed += self.store.delete_source(cand.source)
+        if batch.chunks:
+            assert batch.vectors is not None
+            self.store.upsert(batch.chunks, batch.vectors)
+        self._done([(cand, parsed.file_hash, len(parsed.chunks), parsed.ocr_pages) for cand, parsed in batch.files],
+                   removed)  # fmt: skip
+        with self._lock:
+            self.stages["write"] += time.perf_counter() - t0
 
-    def _done(self, prep: _Prepared, n_chunks: int, removed: int) -> None:
-        cand = prep.cand
-        self.manifest.mark_done(
-            FileRecord(cand.source, prep.file_hash, cand.size, cand.mtime_ns, cand.key or self.config_key, n_chunks)
-        )
-        if cand.record is None or not cand.record.file_hash:
-            self.counts.new += 1
-        else:
-            self.counts.changed += 1
-        self.counts.chunks_added += n_chunks
-        self.counts.chunks_removed += removed
-        self.counts.ocr_pages += prep.ocr_pages
-        self.report(cand.source)
+    def _done(self, files: list[tuple[_Candidate, str, int, int]], removed: int) -> None:
+        self.manifest.mark_done_many([FileRecord(cand.source, file_hash, cand.size, cand.mtime_ns,
+                                                 cand.key or self.config_key, n)
+                                      for cand, file_hash, n, _ in files])  # fmt: skip
+        with self._lock:
+            for cand, _, n, ocr_pages in files:
+                if cand.record is None or not cand.record.file_hash:
+                    self.counts.new += 1
+                else:
+                    self.counts.changed += 1
+                self.counts.chunks_added += n
+                self.counts.ocr_pages += ocr_pages
+            self.counts.chunks_removed += removed
+        self.finished(files[-1][0].source, len(files))
 
-    def flush(self, batch: list[_Prepared]) -> None:
-        if not batch:
+    def touch(self, items: list[tuple[_Candidate, ParsedFile]]) -> None:
+        """Files with a new mtime but the same bytes: remember the new size and mtime, count them unchanged."""
+        self.manifest.touch_many([(c.source, c.size, c.mtime_ns) for c, _ in items])
+        with self._lock:
+            self.counts.unchanged += len(items)
+        self.finished(items[-1][0].source, len(items))
+
+    # -- embedding (the main thread) ---------------------------------------------------------------------------
+    def embed(self, batch: _Batch) -> None:
+        batch.chunks = [c for _, parsed in batch.files for c in parsed.chunks]
+        if not batch.chunks:
             return
-        texts = [c.embedding_text for p in batch for c in p.chunks]
-        self.note(f"embedding {len(texts)} chunks of {len(batch)} files")
-        vectors = self.embedder.embed_documents(texts)
-        i = 0
-        for prep in batch:
-            n = len(prep.chunks)
-            self.commit(prep, prep.chunks, vectors[i : i + n])
-            i += n
-        batch.clear()
+        self.note(f"embedding {len(batch.chunks)} chunks of {len(batch.files)} files")
+        t0 = time.perf_counter()
+        embedder = self.embedder
+        before = getattr(embedder, "misses", None)
+        batch.vectors = embedder.embed_documents([c.embedding_text for c in batch.chunks])
+        self.stages["embed"] += time.perf_counter() - t0
+        self.counts.embedded += (embedder.misses - before) if before is not None else len(batch.chunks)  # type: ignore[attr-defined]
 
-    def stream(self, prep: _Prepared) -> None:
+    def stream(self, cand: _Candidate, parsed: ParsedFile, spec: ParseSpec) -> None:
         """A big file: load, chunk, embed and upsert in bounded pieces; marked done in the manifest at the end."""
-        cand = prep.cand
         self.lexical_stale()
         self.manifest.mark_pending(cand.source)
         removed = self.store.delete_source(cand.source)
         n = 0
         buffer: list[Chunk] = []
-        seen: set[str] = set()
         ocr_pages: set[tuple[str, int | None, float | None]] = set()
         try:
-            docs = _count_ocr(load_file(cand.path, prep.file_hash, self.options), ocr_pages)
-            for chunk in _with_groups(self.chunker.split_all(docs), cand.groups):
-                if chunk.id in seen:
-                    continue
-                seen.add(chunk.id)
+            for chunk in iter_chunks(cand.path, spec, parsed.file_hash, cand.groups, ocr_pages):
                 buffer.append(chunk)
                 if len(buffer) >= EMBED_BUFFER:
+                    self.check_cancel()
                     self.store.upsert(buffer, self.embedder.embed_documents([c.embedding_text for c in buffer]))
                     n += len(buffer)
                     buffer = []
             if buffer:
                 self.store.upsert(buffer, self.embedder.embed_documents([c.embedding_text for c in buffer]))
                 n += len(buffer)
-        except (IngestError, OSError) as e:
-            self.store.delete_source(cand.source)  # no half-indexed file
+        except BaseException as e:  # a bad file, a cancel or Ctrl-C: no half-indexed file stays behind
+            self.store.delete_source(cand.source)
             self.manifest.remove(cand.source)
             self.counts.chunks_removed += removed
-            reason = "file vanished during the run (deleted or moved)" if isinstance(e, FileNotFoundError) else str(e)
-            self.fail(cand.source, reason)
+            if not isinstance(e, Exception) or isinstance(e, Cancelled):
+                raise
+            self.fail(cand.source, describe_error(e, cand.path))
             return
         if n == 0:
             self.manifest.remove(cand.source)
+            self.counts.chunks_removed += removed
             self.fail(cand.source, "no text to index")
             return
-        prep.ocr_pages = len(ocr_pages)
-        self._done(prep, n, removed)
+        self._done([(cand, parsed.file_hash, n, len(ocr_pages))], removed)
 
     def prune(self, keep: set[str], excluded: frozenset[str] = frozenset()) -> None:
         """Drop files that no longer exist, and those this run skipped by policy (e.g. a symlink not followed)."""
@@ -368,11 +389,232 @@ class _Run:
             else:
                 self.collection.close()
         finally:
-            shutdown_pool()  # OCR worker processes do not outlive the run
+            try:
+                shutdown_pool()  # OCR worker processes (of parsing in this process) do not outlive the run
+            finally:
+                if self._cache is not None:
+                    self._cache.close()
 
 
-def _with_groups(chunks: Iterator[Chunk], groups: tuple[str, ...]) -> Iterator[Chunk]:
-    return (replace(c, groups=groups) for c in chunks) if groups else chunks
+class _Writer:
+    """The writer thread: commits embedded batches (and touches, drops) in order while the next batch embeds."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(WRITE_QUEUE)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="rag-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # after a failure nothing more is written; the main thread re-raises it
+            func, args = item
+            try:
+                func(*args)
+            except BaseException as e:  # handed to the main thread
+                self.error = e
+
+    def put(self, func: Callable[..., None], *args: Any) -> None:
+        self.raise_error()
+        while True:  # a bounded put that still notices a writer failure
+            try:
+                self.queue.put((func, args), timeout=0.2)
+                return
+            except queue.Full:
+                self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> None:
+        """Commit everything queued, then stop."""
+        self.queue.put(None)
+        self._thread.join()
+        self.raise_error()
+
+    def drain(self) -> None:
+        """After a cancel, Ctrl-C or a failure elsewhere: commit the batches already embedded (complete units of
+        work: throwing their vectors away would only cost time on the next run), then stop. A writer failure is
+        logged, not raised: the exception that stopped the run is the one to report."""
+        self.queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            _log.error("the ingest writer failed while stopping", exc_info=self.error)
+
+
+def parse_processes(settings: Settings, files_to_parse: int) -> int:
+    """How many parse processes a run uses (0: one thread in this process): ``RAG_INGEST__WORKERS``, or, when that
+    is -1 (automatic), by the run's size and the machine's cores.
+
+    Automatic: one thread beside the embedder for small runs (a pool costs about a second to start), else one
+    process per core but one (the embedder's threads use the cores too; docs/benchmarks.md measured it).
+    """
+    workers = settings.ingest.workers
+    if workers >= 0:
+        return workers
+    if files_to_parse < POOL_MIN_FILES:
+        return 0
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def ingest_paths(
+    paths: Sequence[str | Path],
+    target: Settings | Wiring,
+    *,
+    prune: bool = False,
+    progress: Callable[[IngestProgress], None] | None = None,
+    embedder: Embedder | None = None,
+    groups: Sequence[str] = (),
+    keep_open: bool = False,
+    cancel: threading.Event | None = None,
+    roots: Sequence[str | Path] | None = None,
+) -> IngestSummary:
+    """Ingest files and folders into the collection of ``target`` (settings, or a wiring that holds the parts);
+    see the module docstring. ``embedder`` is a ready model to use (the UI passes its cached one); ``cancel``
+    stops the run early, leaving the collection consistent (``IngestSummary.cancelled``).
+    ``groups``: the access groups of every file that no ``.raggroups`` file covers (see ``ingest.access``), looked
+    up below ``roots`` (default: ``paths``; ``rag ingest --watch`` passes the watched folders).
+    ``keep_open``: the wiring's collection stays open (flushed) for a caller that keeps serving from it.
+
+    Raises ``UsageError`` for a path that does not exist and ``StoreError`` when the collection cannot be opened
+    or written; problems with single files are reported in ``IngestSummary.failed`` instead. Ctrl-C
+    (``KeyboardInterrupt``) stops the run like ``cancel`` does, then is raised again.
+    """
+    t0 = time.perf_counter()
+    wiring = target if isinstance(target, Wiring) else Wiring(target, embedder=embedder)
+    settings = wiring.settings
+    found = discover(paths, settings.ingest.include, follow_symlinks_outside=settings.ingest.follow_symlinks_outside)
+    from ingest.access import file_groups
+
+    access = file_groups(found.files, roots if roots is not None else paths, groups)
+    run = _Run(wiring, progress, cancel)
+    run.groups, run.keep_open = access, keep_open
+    run.total = len(found.files)
+    run.counts.failed.extend(found.failed)  # folders and links that could not be read
+    cancelled = False
+    interrupted: BaseException | None = None
+    try:
+        run.note("scanning")
+        cleaned = run.clean_pending()
+        todo = run.plan(found.files)
+        run.stages["scan"] = time.perf_counter() - t0
+        try:
+            if todo:
+                _process(run, todo)
+        except (Cancelled, KeyboardInterrupt) as e:
+            cancelled = True
+            interrupted = e if isinstance(e, KeyboardInterrupt) else None
+        if prune and not cancelled:
+            run.prune({str(f) for f in found.files}, frozenset(f.path for f in found.skipped))
+        chunks_total = _finish(run)
+    finally:
+        run.close()
+    if interrupted is not None:
+        raise interrupted
+    c = run.counts
+    run.stages["total"] = time.perf_counter() - t0
+    return IngestSummary(
+        files_seen=len(found.files),
+        new=c.new,
+        changed=c.changed,
+        unchanged=c.unchanged,
+        failed=tuple(c.failed),
+        chunks_added=c.chunks_added,
+        chunks_removed=c.chunks_removed,
+        pruned_files=c.pruned,
+        seconds=time.perf_counter() - t0,
+        skipped=tuple(found.skipped),
+        collection=settings.collection,
+        chunks_total=chunks_total,
+        cleaned_up=cleaned,
+        ocr_pages=c.ocr_pages,
+        cancelled=cancelled,
+        embedded=c.embedded,
+        stages=dict(run.stages),
+    )
+
+
+def _process(run: _Run, todo: list[_Candidate]) -> None:
+    """Parse, embed and commit ``todo``: the three overlapping stages (see the module docstring).
+
+    This thread takes the collection's writer lock before anything starts (a second writer waits, or fails with a
+    ``StoreError`` naming us, before any file is parsed) and marks the keyword index stale before the first commit
+    it queues; the writer thread then commits under that lock, and is joined before the lock is let go."""
+    run.collection.acquire_writer()
+    spec = run.spec()
+    by_source = {c.source: c for c in todo}
+    jobs = [(c.path, run.known_hash(c), c.groups) for c in todo]
+    parser = Parser(spec, parse_processes(run.settings, len(todo)))
+    writer = _Writer(run)
+    batch = _Batch()
+    touched: list[tuple[_Candidate, ParsedFile]] = []
+    pending_chunks = 0
+    clean = False
+    try:
+        run.note("reading files")
+        for parsed in parser.parsed(jobs):
+            run.check_cancel()
+            cand = by_source[parsed.source]
+            run.stages["read"] += parsed.read_s
+            run.stages["chunk"] += parsed.chunk_s
+            if parsed.error:
+                # nothing of it is touched: a changed file that no longer parses keeps its previous chunks
+                run.fail(cand.source, parsed.error)
+            elif parsed.unchanged:
+                touched.append((cand, parsed))
+                if len(touched) >= EMBED_BUFFER:
+                    writer.put(run.touch, touched)
+                    touched = []
+            elif parsed.stream:
+                _flush(run, writer, batch)
+                batch, pending_chunks = _Batch(), 0
+                writer.finish()  # the big file is written by this thread: the writer must be idle
+                run.stream(cand, parsed, spec)
+                writer = _Writer(run)
+            else:
+                batch.files.append((cand, parsed))
+                pending_chunks += len(parsed.chunks)
+                if pending_chunks >= EMBED_BUFFER:
+                    _flush(run, writer, batch)
+                    batch, pending_chunks = _Batch(), 0
+        _flush(run, writer, batch)
+        if touched:
+            writer.put(run.touch, touched)
+        writer.finish()
+        clean = True
+    finally:
+        if not clean:
+            writer.drain()
+        parser.close(abort=not clean)
+
+
+def _flush(run: _Run, writer: _Writer, batch: _Batch) -> None:
+    if not batch.files:
+        return
+    run.check_cancel()
+    run.embed(batch)
+    run.check_cancel()
+    run.lexical_stale()  # here, in the thread that holds the writer lock, before the writer thread changes the store
+    writer.put(run.commit, batch)
+
+
+def _finish(run: _Run) -> int | None:
+    """Bring the keyword index up to date (under the writer lock, unless another writer is at work: it will, at its
+    end) and count the collection's chunks."""
+    collection = run.collection
+    run.note("updating the keyword index")
+    t = time.perf_counter()
+    if collection.sync_bm25():
+        run.stages["keyword_index"] = time.perf_counter() - t
+    if collection.store_is_open:
+        return run.store.count()
+    return run.manifest.done_chunks()  # the store was never opened: the manifest knows the committed counts
 
 
 def file_config_key(config_key: str, groups: Sequence[str]) -> str:
@@ -394,114 +636,35 @@ def _gone(source: str) -> bool:
     return False
 
 
-def _count_ocr(docs: Iterator[Document], pages: set[tuple[str, int | None, float | None]]) -> Iterator[Document]:
-    """Pass ``docs`` through, noting each OCR'd page (or image) in ``pages``."""
-    for doc in docs:
-        if doc.ocr:  # a page cut into sections gives several documents with the same OCR confidence
-            pages.add((doc.file_type, doc.page, doc.ocr_confidence))
-        yield doc
-
-
-def _dedup(chunks: Iterator[Chunk]) -> list[Chunk]:
-    seen: set[str] = set()
-    out = []
-    for c in chunks:
-        if c.id not in seen:
-            seen.add(c.id)
-            out.append(c)
-    return out
-
-
-def ingest_paths(
-    paths: Sequence[str | Path],
-    target: Settings | Wiring,
-    *,
-    prune: bool = False,
-    progress: Callable[[IngestProgress], None] | None = None,
-    embedder: Embedder | None = None,
-    groups: Sequence[str] = (),
-    keep_open: bool = False,
-) -> IngestSummary:
-    """Ingest files and folders into the collection of ``target`` (settings, or a wiring that holds the parts);
-    see the module docstring. ``embedder`` is a ready model to use (the UI passes its cached one).
-    ``groups``: the access groups of every file that no ``.raggroups`` file covers (see ``ingest.access``).
-    ``keep_open``: the wiring's collection stays open (flushed) for a caller that keeps serving from it.
-
-    Raises ``UsageError`` for a path that does not exist and ``StoreError`` when the collection cannot be opened
-    or written; problems with single files are reported in ``IngestSummary.failed`` instead.
+def remove_files(sources: Sequence[str], target: Settings | Wiring, *, embedder: Embedder | None = None) -> int:
+    """Remove files (by their absolute path) from the collection: chunks, manifest entries, keyword index; under
+    the collection's writer lock. What ``rag ingest --watch`` does when a file is deleted. Returns the number of
+    chunks removed.
     """
-    t0 = time.perf_counter()
     wiring = target if isinstance(target, Wiring) else Wiring(target, embedder=embedder)
-    settings = wiring.settings
-    files, skipped, unreadable = discover(
-        paths, settings.ingest.include, follow_symlinks_outside=settings.ingest.follow_symlinks_outside
-    )
-    from ingest.access import file_groups
-
-    access = file_groups(files, paths, groups)
-    run = _Run(wiring, progress)
-    run.groups, run.keep_open = access, keep_open
-    run.total = len(files)
-    run.counts.failed.extend(unreadable)  # folders and links that could not be read
+    collection = wiring.collection()
     try:
-        # Files a killed run left half-done lose their partial chunks first (they are ingested again below if
-        # they are among ``paths``), and the summary says so.
-        cleaned = [
-            FailedFile(source, f"left half-done by an interrupted run: its {n} partial chunks were removed")
-            for source, n in run.collection.clean_pending()
-        ]
-        todo = run.plan(files)
-        batch: list[_Prepared] = []
-        pending_chunks = 0
-        run.note("reading files")
-        for prep in run.prepared(todo):
-            run.note(f"read {prep.cand.path.name}")
-            if prep.error:
-                run.fail(prep.cand.source, prep.error)
-            elif prep.unchanged:
-                run.manifest.touch(prep.cand.source, prep.cand.size, prep.cand.mtime_ns)
-                run.counts.unchanged += 1
-                run.report(prep.cand.source)
-            elif prep.stream:
-                run.flush(batch)
-                pending_chunks = 0
-                run.stream(prep)
-            else:
-                batch.append(prep)
-                pending_chunks += len(prep.chunks)
-                if pending_chunks >= EMBED_BUFFER:
-                    run.flush(batch)
-                    pending_chunks = 0
-        run.flush(batch)
-        if prune:
-            run.prune({str(f) for f in files}, frozenset(f.path for f in skipped))
-        # Rebuilt (under the writer lock) when this run changed the store, when an earlier run died before
-        # rebuilding it, or when its chunk count is not the collection's.
-        collection = run.collection
-        collection.sync_bm25()
-        if collection.store_is_open:
-            chunks_total: int | None = run.store.count()
-        else:  # the store was never opened: the manifest knows the counts of committed files
-            chunks_total = sum(r.chunks for r in run.manifest.all().values() if r.status == "done")
+        known = collection.manifest.all()
+        gone = [s for s in sources if s in known]
+        if not gone:
+            return 0
+        collection.acquire_writer()
+        collection.mark_bm25_stale()
+        collection.manifest.mark_pending_many(gone)
+        removed = sum(collection.store.delete_source(s) for s in gone)
+        collection.manifest.remove_many(gone)
+        collection.rebuild_bm25()
+        return removed
     finally:
-        run.close()
-    c = run.counts
-    return IngestSummary(
-        files_seen=len(files),
-        new=c.new,
-        changed=c.changed,
-        unchanged=c.unchanged,
-        failed=tuple(c.failed),
-        chunks_added=c.chunks_added,
-        chunks_removed=c.chunks_removed,
-        pruned_files=c.pruned,
-        seconds=time.perf_counter() - t0,
-        skipped=tuple(skipped),
-        collection=settings.collection,
-        chunks_total=chunks_total,
-        cleaned_up=tuple(cleaned),
-        ocr_pages=c.ocr_pages,
-    )
+        collection.close()
 
 
-__all__ = ["FailedFile", "IngestProgress", "IngestSummary", "discover", "ingest_paths"]
+def iter_summary_lines(summary: IngestSummary) -> Iterator[str]:
+    """Stage timings as ``name seconds share`` lines (for ``--json`` readers and the benchmark)."""
+    work = sum(v for k, v in summary.stages.items() if k in ("read", "chunk", "embed", "write"))
+    for k, v in summary.stages.items():
+        share = f" {v / work:.0%}" if work and k in ("read", "chunk", "embed", "write") else ""
+        yield f"{k} {v:.2f} s{share}"
+
+
+__all__ = ["Cancelled", "FailedFile", "IngestProgress", "IngestSummary", "discover", "ingest_paths", "remove_files"]

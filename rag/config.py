@@ -57,10 +57,16 @@ class EmbeddingSettings(BaseModel):
     fp16_on_gpu: bool = True
     base_url: str | None = None  # for backend "openai": e.g. http://vllm:8000/v1 (vLLM's /v1/embeddings)
     # How a sentence-transformers model runs: "torch" (sentence-transformers, the reference), or the same model
-    # exported once to ONNX and run by onnxruntime on CPU: "onnx" (same vectors, ~1.6x faster ingestion) or
-    # "onnx-int8" (dynamic int8, ~2.3x, cosine ~0.99 to torch). "auto": onnx on CPU where the model allows it,
-    # torch otherwise (GPU, remote hub models, other architectures). See docs/benchmarks.md.
+    # exported once to ONNX and run by onnxruntime on CPU: "onnx" (same vectors, ~1.3x less CPU than torch) or
+    # "onnx-int8" (dynamic int8, ~2.2x, cosine ~0.99 to torch; not the default: on the gold set its dense retrieval
+    # could not be shown within 2 points of fp32). "auto": onnx on CPU where the model allows it, torch otherwise
+    # (GPU, remote hub models, other architectures). See docs/benchmarks.md.
     runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads per embedding call (default: every core)")
+    # Vectors of chunk texts already embedded, keyed by (model, precision, text hash): a changed file re-embeds only
+    # its new chunks (rag/embed_cache.py). Default folder: <cache_dir>/embeddings.
+    cache: bool = True
+    cache_dir: Path | None = None
     api_key: SecretStr = SecretStr("EMPTY")
 
 
@@ -79,10 +85,19 @@ class ChunkSettings(BaseModel):
 
 class StoreSettings(BaseModel):
     backend: Literal["faiss", "qdrant", "memory"] = "faiss"
-    faiss_index: Literal["flat", "hnsw"] = "flat"
+    # flat: exact; hnsw: a graph in RAM (fast, ~1.8 KB per 384-d vector); ivfpq: inverted lists of 96-byte PQ codes
+    # (~104 B per vector in RAM, vectors stay on disk and re-score the best candidates): for collections whose
+    # vectors do not fit in RAM. docs/scaling.md compares them.
+    faiss_index: Literal["flat", "hnsw", "ivfpq"] = "flat"
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_construction: int = Field(200, ge=8)
     hnsw_ef_search: int = Field(256, ge=8)  # recall@10 0.961 at 1M (docs/benchmarks.md)
+    ivf_nlist: int = Field(0, ge=0, description="IVF lists (0: about 4 * sqrt(n) when the index is trained)")
+    pq_m: int = Field(0, ge=0, description="PQ sub-quantizers (bytes per vector), a divisor of the dimension "
+                      "(0: dimension / 4)")
+    ivf_nprobe: int = Field(32, ge=1, description="IVF lists searched per query")
+    ivf_refine: int = Field(16, ge=0, description="k * refine PQ candidates re-scored exactly (0: PQ scores)")
+    ivf_train_min: int = Field(20_000, ge=256, description="vectors before IVF-PQ replaces the exact index")
     use_gpu: Literal["auto", "never"] = "auto"  # GPU FAISS / torch exact search when a GPU is present
     # embedded = the Qdrant engine in-process (qdrant-edge-py; same as "edge"); local = qdrant-client local mode
     qdrant_mode: Literal["embedded", "edge", "server", "local"] = "embedded"
@@ -161,11 +176,19 @@ SUPPORTED_PATTERNS = [
 
 class IngestSettings(BaseModel):
     max_file_mb: float = Field(512.0, gt=0, description="files larger than this are skipped and reported")
-    workers: int = Field(2, ge=1, description="parallel file parsers")
+    workers: int = Field(
+        -1, ge=-1, description="parse worker processes; 0 parses in one thread of the ingesting process; -1 picks "
+        "by the run's size and the machine (docs/benchmarks.md has the measurements behind the choice)"
+    )
+    # `rag ingest --ray` without --ray-address: "local" starts a Ray instance on this machine, "auto" joins the
+    # cluster this machine belongs to, "ray://head:10001" a remote one. Empty: ingest locally unless --ray is given.
+    ray_address: str | None = None
     include: list[str] = Field(default_factory=lambda: list(SUPPORTED_PATTERNS))
     # OCR of scanned PDF pages and images: "auto" = RapidOCR (models inside its wheel, offline) when installed,
     # else Tesseract when `tesseract` is on PATH, else none (scans are then reported as failures).
     ocr_engine: Literal["auto", "rapidocr", "tesseract", "off"] = "auto"
+    # OCR processes per file (default: one per CPU core). With parse worker processes the budget is shared: each
+    # parse process OCRs its pages with ocr_workers // processes of them (at least one: in the parse process).
     ocr_workers: int | None = Field(None, ge=1, description="OCR processes per file (default: one per CPU core)")
     ocr_dpi: int = Field(200, ge=72, le=600, description="resolution scanned PDF pages are rendered at for OCR")
     ocr_languages: str = Field("eng", description="Tesseract languages, e.g. 'eng+deu' (RapidOCR reads Latin/CJK)")
@@ -277,6 +300,10 @@ class Settings(BaseSettings):
     @property
     def onnx_cache_path(self) -> Path:
         return Path(self.cache_dir).expanduser() / "onnx"
+
+    @property
+    def embedding_cache_path(self) -> Path:
+        return Path(self.embedding.cache_dir or Path(self.cache_dir) / "embeddings").expanduser()
 
     @property
     def judge_cache_path(self) -> Path:

@@ -19,9 +19,12 @@ the default works offline; any other sentence-transformers hub name or local fol
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+import pickle  # noqa: F401  (the TokenCounter doctest)
+import sys
 import threading
 import warnings
 from collections.abc import Sequence
@@ -73,6 +76,20 @@ def resolve_model_path(name: str) -> str:
 def _auto_device(device: str) -> str:
     if device != "auto":
         return device
+    return _detect_device()
+
+
+@functools.cache
+def _detect_device() -> str:
+    """``cuda`` / ``mps`` when torch can use one, else ``cpu``; torch is imported only when a GPU may exist.
+
+    Importing torch costs ~2 s of CPU and ~200 MB of memory; the ``auto`` runtime used to pay that on every CPU-only
+    ``rag ingest`` just to learn that there is no GPU, before running the ONNX model without torch. On Linux a GPU
+    that torch could use has a device node (``/dev/nvidia*``, ROCm's ``/dev/kfd``, WSL's ``/dev/dxg``), so its
+    absence answers "cpu" for free.
+    """
+    if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in _GPU_DEVICE_NODES):
+        return "cpu"
     try:
         import torch
 
@@ -85,19 +102,57 @@ def _auto_device(device: str) -> str:
     return "cpu"
 
 
-class _FastTokenCounter:
-    """Counts tokens with the model's ``tokenizer.json`` through the ``tokenizers`` library (no transformers import)."""
+_GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
-    def __init__(self, tokenizer_file: Path) -> None:
-        from tokenizers import Tokenizer
 
-        self._tok = Tokenizer.from_file(str(tokenizer_file))
-        # tokenizer.json files often carry the model's truncation/padding: counting must see the whole text.
-        self._tok.no_truncation()
-        self._tok.no_padding()
+class TokenCounter:
+    """Counts tokens of a model's tokenizer, without special tokens; picklable, so parse worker processes (and Ray
+    tasks) count exactly as the parent would. Only the tokenizer's location travels; each process loads it once.
+
+    ``kind`` is ``"tokenizers"`` (a ``tokenizer.json`` read by the Rust ``tokenizers`` library: fast, no
+    transformers import), ``"transformers"`` (``AutoTokenizer`` for a folder or hub name without one) or
+    ``"chars"`` (about 4 characters a token, for models whose tokenizer is not available locally).
+
+    >>> count = TokenCounter("chars")
+    >>> count("twelve chars"), pickle.loads(pickle.dumps(count))("twelve chars")
+    (3, 3)
+    """
+
+    def __init__(self, kind: str, location: str = "") -> None:
+        if kind not in ("tokenizers", "transformers", "chars"):
+            raise ValueError(f"unknown token counter kind {kind!r}")
+        self.kind, self.location = kind, location
+        self._count: Any = None
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"kind": self.kind, "location": self.location}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.__init__(state["kind"], state["location"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"TokenCounter({self.kind!r}, {self.location!r})"
+
+    def _load(self) -> Any:
+        if self.kind == "tokenizers":
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(self.location)
+            # tokenizer.json files often carry the model's truncation/padding: counting must see the whole text.
+            tok.no_truncation()
+            tok.no_padding()
+            return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+        if self.kind == "transformers":
+            from transformers import AutoTokenizer
+
+            hf = AutoTokenizer.from_pretrained(self.location)
+            return lambda text: len(hf.encode(text, add_special_tokens=False))
+        return lambda text: max(1, len(text) // 4)
 
     def __call__(self, text: str) -> int:
-        return len(self._tok.encode(text, add_special_tokens=False).ids)
+        if self._count is None:
+            self._count = self._load()
+        return int(self._count(text))
 
 
 class SentenceTransformerEmbedder:
@@ -118,6 +173,7 @@ class SentenceTransformerEmbedder:
         fp16_on_gpu: bool = True,
         runtime: str = "torch",
         onnx_cache_dir: Path | None = None,
+        threads: int | None = None,
     ) -> None:
         if runtime not in ("auto", "torch", "onnx", "onnx-int8"):
             raise ConfigError(f"unknown embedding runtime {runtime!r}; use 'auto', 'torch', 'onnx' or 'onnx-int8'")
@@ -128,6 +184,7 @@ class SentenceTransformerEmbedder:
         self._device_setting = device
         self.batch_size = batch_size
         self._fp16_on_gpu = fp16_on_gpu
+        self.threads = threads  # CPU threads of one embedding call (None: the runtime's default, every core)
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -190,16 +247,31 @@ class SentenceTransformerEmbedder:
         return AutoTokenizer.from_pretrained(str(folder) if folder.is_dir() else self.path)
 
     @cached_property
-    def _counter(self) -> Any:
+    def token_counter(self) -> TokenCounter:
+        """A picklable counter of this model's tokens (what chunk sizes are measured in)."""
         tok_file = Path(self.path) / "tokenizer.json"
         if tok_file.exists():
-            return _FastTokenCounter(tok_file)
-        tok = self.tokenizer
-        return lambda text: len(tok.encode(text, add_special_tokens=False))
+            return TokenCounter("tokenizers", str(tok_file))
+        return TokenCounter("transformers", self.path)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` without the special tokens (what chunk sizes are measured in)."""
-        return int(self._counter(text))
+        return self.token_counter(text)
+
+    @property
+    def cache_key(self) -> str:
+        """What, besides the model's name, decides its vectors: the precision it runs at (for the embedding cache).
+
+        torch and ONNX fp32 give the same vectors (cosine > 0.9999), int8 and fp16 do not.
+
+        >>> SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu", runtime="onnx-int8").cache_key
+        'int8'
+        """
+        if self.runtime == "onnx-int8":
+            return "int8"
+        if self._device_setting != "cpu" and self.device.startswith("cuda") and self._fp16_on_gpu:
+            return "fp16"
+        return "fp32"
 
     # -- the model ---------------------------------------------------------------------------------------------
     @property
@@ -227,6 +299,10 @@ class SentenceTransformerEmbedder:
                         f"cannot load embedding model {self._model_name!r} (from {self.path}): {e}. Use a local "
                         "folder or a model already in the Hugging Face cache (this machine may be offline)"
                     ) from e
+                if self.threads and device == "cpu":
+                    import torch
+
+                    torch.set_num_threads(self.threads)
                 if device.startswith("cuda") and self._fp16_on_gpu:
                     model = model.half()  # fp16 halves memory and roughly doubles throughput on GPUs
                 self._model = model
@@ -326,9 +402,13 @@ class _OnnxRunner:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # No spin-waiting between operators: with several requests embedding queries at once on a busy 2-core machine
-        # the spinning threads starved each other (single-query p50 ~2x worse: docs/benchmarks.md, rag serve load).
+        # No spin-waiting between operators: threads that spin while they wait for work burn a core each. With
+        # several requests embedding queries at once on a busy 2-core machine they starved each other (single-query
+        # p50 ~2x worse: docs/benchmarks.md, rag serve load); in ingestion beside parse workers, blocking waits were
+        # 20% cheaper in CPU and 23% faster. On an idle machine the difference is within noise.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if owner.threads:
+            options.intra_op_num_threads = owner.threads
         self.session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -463,18 +543,21 @@ class OpenAIEmbedder:
         return self._dim
 
     @cached_property
-    def _counter(self) -> Any:
-        name = self._tokenizer_name or self._model_name
+    def token_counter(self) -> TokenCounter:
+        """The served model's tokenizer when it is on this machine, else about 4 characters a token."""
+        location = resolve_model_path(self._tokenizer_name or self._model_name)
+        folder = Path(location)
+        if (folder / "tokenizer.json").is_file():
+            return TokenCounter("tokenizers", str(folder / "tokenizer.json"))
+        counter = TokenCounter("transformers", location)
         try:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(resolve_model_path(name))
-            return lambda text: len(tok.encode(text, add_special_tokens=False))
-        except Exception:  # no local tokenizer for a remote model: about 4 characters per token in English
-            return lambda text: max(1, len(text) // 4)
+            counter("probe")  # a hub name in the local cache loads; anything else falls back to characters
+            return counter
+        except Exception:
+            return TokenCounter("chars")
 
     def count_tokens(self, text: str) -> int:
-        return int(self._counter(text))
+        return self.token_counter(text)
 
     def _post(self, texts: Sequence[str]) -> Vector:
         import httpx
@@ -531,5 +614,6 @@ def load_embedder(settings: EmbeddingSettings, *, onnx_cache_dir: Path | None = 
             fp16_on_gpu=settings.fp16_on_gpu,
             runtime=settings.runtime,
             onnx_cache_dir=onnx_cache_dir,
+            threads=settings.threads,
         )
     raise ConfigError(f"unknown embedding backend {settings.backend!r}; use 'sentence-transformers' or 'openai'")

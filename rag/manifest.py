@@ -16,10 +16,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,19 @@ class Manifest:
         ).fetchall()
         return {r[0]: FileRecord(*r) for r in rows}
 
+    def index(self) -> dict[str, tuple[str, str, int, int, str, int]]:
+        """source -> (status, config_key, size, mtime_ns, file_hash, chunks) of every file: what a scan compares
+        against, as plain tuples (building 100,000 ``FileRecord`` objects costs more than the query)."""
+        rows = self._db.execute("SELECT source, status, config_key, size, mtime_ns, file_hash, chunks FROM files")
+        return {r[0]: r[1:] for r in rows}
+
+    def done_chunks(self) -> int:
+        """Chunks of all committed files (the collection's size without opening the store)."""
+        return int(self._db.execute("SELECT COALESCE(SUM(chunks), 0) FROM files WHERE status = 'done'").fetchone()[0])
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+
     def pending(self, among: Iterable[str] | None = None) -> list[str]:
         """Files marked pending (being changed, or left half-done by a stopped run), optionally among ``among``."""
         with self._mutex:
@@ -107,6 +121,47 @@ class Manifest:
             (record.source, record.file_hash, record.size, record.mtime_ns, record.config_key, record.chunks,
              time.time()),
         )
+
+    # -- many files in one transaction (a group commit of a batch: 100k small files must not mean 100k commits) --
+    def mark_pending_many(self, sources: Sequence[str]) -> None:
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO files VALUES (?, '', 0, 0, '', 0, 'pending', ?) "
+                "ON CONFLICT(source) DO UPDATE SET status = 'pending', updated_at = excluded.updated_at",
+                [(s, now) for s in sources],
+            )
+
+    def mark_done_many(self, records: Sequence[FileRecord]) -> None:
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, 'done', ?)",
+                [(r.source, r.file_hash, r.size, r.mtime_ns, r.config_key, r.chunks, now) for r in records],
+            )
+
+    def touch_many(self, items: Sequence[tuple[str, int, int]]) -> None:
+        """(source, size, mtime_ns) of files whose content hash did not change."""
+        with self._transaction():
+            self._db.executemany("UPDATE files SET size = ?, mtime_ns = ? WHERE source = ?",
+                                 [(size, mtime, source) for source, size, mtime in items])
+
+    def remove_many(self, sources: Sequence[str]) -> None:
+        with self._transaction():
+            self._db.executemany("DELETE FROM files WHERE source = ?", [(s,) for s in sources])
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # under the mutex: the connection is shared by threads (ingestion's writer thread, a server's readers), and
+        # a second BEGIN on it while one is open would fail
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def touch(self, source: str, size: int, mtime_ns: int) -> None:
         """Remember a new size/mtime for a file whose content hash did not change."""

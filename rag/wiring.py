@@ -70,6 +70,7 @@ class Wiring:
     ) -> None:
         self.settings = settings
         self._embedder = embedder or _OVERRIDES.get("embedder")
+        self.given_embedder = self._embedder  # a ready model handed in (None: built from the settings when needed)
         self._llm = llm or _OVERRIDES.get("llm")
         self._reranker = reranker or _OVERRIDES.get("reranker")
         self._collections: dict[str, Collection] = {}

@@ -82,6 +82,8 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own RAG_DATA_DIR and runs with no rag.toml/.env of the developer's."""
     data = tmp_path / "rag-data"
     monkeypatch.setenv("RAG_DATA_DIR", str(data))
+    # the embedding cache is per test (tests count what the model embeds); the ONNX export stays per session
+    monkeypatch.setenv("RAG_EMBEDDING__CACHE_DIR", str(tmp_path / "embedding-cache"))
     monkeypatch.chdir(tmp_path)
     return data
 

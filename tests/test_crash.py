@@ -1,7 +1,8 @@
 """Crashes and races with real processes: ``kill -9`` of ``rag ingest`` at random points, two writers on one
 collection, a file killed half-way; after each, ``rag doctor`` must find manifest, store and keyword index in step.
 
-The machinery is in ``tests/reliability.py`` so any ingestion path (parallel, Ray) can be put through the same.
+The machinery is in ``tests/reliability.py`` so any ingestion path can be put through the same: the parse processes
+(``--workers 2``) and Ray (``--ray``) are, in ``tests/ingest/test_parallel_ingest.py`` and ``test_ray_ingest.py``.
 """
 
 from __future__ import annotations

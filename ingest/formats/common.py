@@ -37,10 +37,13 @@ class LoadOptions:
 
     ``ocr_engine``: ``auto`` (RapidOCR when installed, else Tesseract when on PATH, else none), ``rapidocr``,
     ``tesseract`` or ``off``. ``ocr_workers``: processes that OCR the pages of a file in parallel (1: in-process).
+    ``ocr_threads``: CPU threads OCR may use in this process, split among its OCR workers (0: every core); set when
+    several parse processes share the machine (``ingest.parse.ParseSpec.for_processes``).
     """
 
     ocr_engine: str = "auto"
     ocr_workers: int = 1
+    ocr_threads: int = 0
     ocr_dpi: int = 200
     ocr_languages: str = "eng"  # Tesseract's -l (RapidOCR's packaged models read Latin and Chinese script)
     max_expanded_mb: float = 2048.0  # an Office file that unpacks to more than this is refused (zip bomb)

@@ -38,7 +38,8 @@ def load_image(path: Path, file_hash: str, options: LoadOptions | None = None) -
         if width * height > MAX_IMAGE_PIXELS:
             raise IngestError(f"image too large ({width} x {height} pixels): scale it down first")
         frames = int(getattr(image, "n_frames", 1) or 1)
-        runner = OcrPages(OcrConfig(engine, options.ocr_languages), options.ocr_workers if frames > 1 else 1)
+        config = OcrConfig(engine, options.ocr_languages, options.ocr_threads)
+        runner = OcrPages(config, options.ocr_workers if frames > 1 else 1)
         try:
             for index in range(frames):
                 image.seek(index)

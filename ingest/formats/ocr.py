@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class OcrConfig:
 
     engine: str  # "rapidocr" or "tesseract": already resolved
     languages: str = "eng"
-    threads: int = 0  # onnxruntime threads per process; 0 = its default (all cores)
+    threads: int = 0  # onnxruntime threads of this process (0 = its default: all cores); split among pool workers
 
 
 def rapidocr_installed() -> bool:
@@ -247,6 +248,7 @@ _POOL_LOCK = threading.Lock()
 
 
 def _worker_init() -> None:
+    _exit_with_parent(os.getppid())
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import cv2
@@ -255,6 +257,19 @@ def _worker_init() -> None:
     except Exception:  # cv2 is only there with rapidocr
         pass
     logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """A pool worker leaves when the process that started it is gone (``kill -9`` of ``rag ingest``, or of a parse
+    worker): pool workers wait on a queue forever otherwise. A watch thread, not ``PR_SET_PDEATHSIG``: that fires
+    when the *thread* that started the worker ends, and pools are started from short-lived parse threads."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rag-ocr-orphan-watch", daemon=True).start()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -304,8 +319,8 @@ class OcrPages:
         self.workers = max(1, workers)
         self.local = config  # for pages read in this process: onnxruntime's own thread count
         threads = config.threads
-        if self.workers > 1 and threads == 0:  # the workers share the cores
-            threads = max(1, (os.cpu_count() or 1) // self.workers)
+        if self.workers > 1:  # the workers share this process's cores (all of them, or its ``threads`` budget)
+            threads = max(1, (config.threads or os.cpu_count() or 1) // self.workers)
         self.pooled = OcrConfig(config.engine, config.languages, threads)
         self._pending: list[tuple[Any, Future[OcrResult] | OcrResult]] = []
         self._deferred: tuple[Any, Any, tuple[Any, ...]] | None = None  # a first task, until a second comes

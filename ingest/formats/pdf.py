@@ -420,7 +420,8 @@ def load_pdf(path: Path, file_hash: str, options: LoadOptions | None = None) -> 
                 if not engine_checked:
                     engine, engine_checked = resolve_engine(options.ocr_engine), True
                     if engine:
-                        ocr = OcrPages(OcrConfig(engine, options.ocr_languages), options.ocr_workers)
+                        config = OcrConfig(engine, options.ocr_languages, options.ocr_threads)
+                        ocr = OcrPages(config, options.ocr_workers)
                 if ocr is not None:
                     _, end_section = _split_sections(text, current, page_headings)
                     ocr.submit_pdf_page(source, number, options.ocr_dpi, key=(number, text, current, page_headings))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ingest import pipeline
+from ingest import parse, pipeline
 from ingest.pipeline import ingest_paths
 from rag.collection import Collection
 from rag.config import Settings
@@ -205,7 +205,7 @@ def test_too_large_file_is_skipped_with_reason(tmp_path: Path, fake_embedder: An
 def test_large_text_file_is_streamed(tmp_path: Path, fake_embedder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from ingest import load
 
-    monkeypatch.setattr(pipeline, "STREAM_BYTES", 50_000)
+    monkeypatch.setattr(parse, "STREAM_BYTES", 50_000)
     monkeypatch.setattr(pipeline, "EMBED_BUFFER", 64)
     monkeypatch.setattr(load, "TEXT_PIECE_CHARS", 20_000)
     lines = [f"Entry {i}: the quick brown fox number {i} jumps over the lazy dog.\n" for i in range(8000)]
@@ -265,7 +265,7 @@ def test_delete_and_list_documents(mixed_folder: Path, fake_embedder: Any) -> No
 
 def test_big_pdfs_are_streamed_page_by_page(tmp_path: Path, fake_embedder: Any, kit: Any,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "STREAM_BYTES", 1)  # every file counts as big
+    monkeypatch.setattr(parse, "STREAM_BYTES", 1)  # every file counts as big
     monkeypatch.setattr(pipeline, "EMBED_BUFFER", 2)
     kit.write_pdf(tmp_path / "book.pdf", kit.PAGES * 2)
     kit.write_image_only_pdf(tmp_path / "scan.pdf")

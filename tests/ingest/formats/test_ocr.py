@@ -128,3 +128,34 @@ def test_tesseract_engine(tmp_path: Path, make: SimpleNamespace) -> None:
     (doc,) = load_file(make.png(tmp_path / "r.png", INVOICE, dpi=200), "h",
                        LoadOptions(ocr_engine="tesseract", ocr_workers=1))
     assert doc.ocr and "4471-B" in doc.text and doc.ocr_confidence is not None
+
+
+def test_scans_are_ocrd_inside_parse_worker_processes(tmp_path: Path, make: SimpleNamespace) -> None:
+    """``rag ingest`` with two parse processes: each OCRs its files with its share of the OCR budget (here one OCR
+    process each: the page is read in the parse process itself, no pool per worker), and the chunks, their OCR
+    provenance and the summary's count are those of a run that parses in one thread."""
+    from ingest.formats import ocr
+    from ingest.pipeline import ingest_paths
+    from rag.config import Settings
+    from rag.wiring import Wiring
+    from tests.fakes import FakeEmbedder
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    make.scanned_pdf(folder / "storm.pdf", [STORM])
+    make.png(folder / "receipt.png", INVOICE)
+    (folder / "notes.md").write_text("# Notes\n\nThe pier was repaired in spring.")
+
+    def run(name: str, **ingest: int) -> tuple[int, dict[str, tuple[bool, str]]]:
+        settings = Settings(data_dir=tmp_path / name, ingest=ingest)
+        summary = ingest_paths([folder], settings, embedder=FakeEmbedder())
+        assert summary.new == 3 and not summary.failed, summary.failed
+        with Wiring(settings, embedder=FakeEmbedder()).collection() as c:
+            return summary.ocr_pages, {ch.id: (ch.ocr, ch.text) for ch in c.store.chunks()}
+
+    pooled = run("pooled", workers=2, ocr_workers=2)
+    assert ocr._POOL is None  # this process OCR'd nothing: the parse workers did
+    assert pooled == run("threaded", workers=0, ocr_workers=1)
+    pages, chunks = pooled
+    read = " ".join(text for is_ocr, text in chunks.values() if is_ocr)
+    assert pages == 2 and "lighthouse keeper" in read and "4471-B" in read
