@@ -1,5 +1,5 @@
-"""``rag ingest PATH... [--collection NAME] [--prune] [--json]`` and ``rag demo``: parse arguments, run
-``ingest_paths`` (and, for the demo, ask questions), render.
+"""``rag ingest PATH... [--collection NAME] [--prune] [--json] [--watch] [--ray]`` and ``rag demo``: parse arguments,
+run ``ingest_paths`` (or the watcher, or the Ray driver; for the demo, ask questions), render.
 
 Exit codes (the ``rag`` command's one error wrapper, ``rag.cli``): 0 when the batch finished (even if some files
 failed: they are listed with their reasons), 1 when nothing could be done (the collection cannot be opened or
@@ -8,6 +8,8 @@ committed stays; run the command again to resume). With ``--json`` an error is a
 
     $ rag ingest ~/papers ~/notes --collection work
     $ rag ingest ~/papers --prune --json | jq .chunks_added
+    $ rag ingest ~/papers --watch          # keep the collection in sync with the folder, one line per change
+    $ rag ingest /shared/corpus --ray --ray-address ray://head:10001   # the same stages on a Ray cluster
     $ rag demo                 # ingest docs/samples, start the embedded LLM, ask sample questions
 """
 
@@ -23,6 +25,7 @@ import typer
 
 from ingest.samples import SAMPLES_DIR, demo_questions
 from rag.config import Settings, load_settings
+from rag.errors import UsageError
 
 
 def ingest_command(
@@ -37,6 +40,21 @@ def ingest_command(
         typer.Option("--groups", help="Access groups of these documents, e.g. hr,finance: only members see them "
                      "(a .raggroups file in a folder overrides it for the files below). Default: public."),
     ] = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="After ingesting, keep the collection in sync: apply adds, changes and deletes as they "
+        "happen, one line per change, until Ctrl-C.")] = False,
+    debounce_ms: Annotated[int, typer.Option(
+        "--debounce-ms", min=50, help="With --watch: changes arriving within this many milliseconds are applied "
+        "as one batch.")] = 1500,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=-1, help="Parse processes (0: one thread; -1: by the run's size). Default: "
+        "RAG_INGEST__WORKERS.")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Run the stages on Ray Data: a local Ray instance, or the cluster of --ray-address / "
+        "RAY_ADDRESS / RAG_INGEST__RAY_ADDRESS.")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", metavar="ADDRESS", help="Ray cluster to use (implies --ray), e.g. ray://head:10001, "
+        "or 'local' for a local instance.")] = None,
 ) -> None:
     """Ingest documents (PDF, Markdown, text, HTML, DOCX, PPTX, XLSX, CSV, e-mail, scanned images) into a collection;
     unchanged files are skipped."""
@@ -45,15 +63,35 @@ def ingest_command(
     from ingest.pipeline import IngestSummary, ingest_paths
 
     err = Console(stderr=True)
-    settings = load_settings(**({"collection": collection} if collection else {}))
+    overrides: dict[str, object] = {"collection": collection} if collection else {}
+    settings = load_settings(**overrides)
+    if workers is not None:
+        settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"workers": workers})})
+    use_ray = ray or ray_address is not None or bool(settings.ingest.ray_address)
+    if watch and use_ray:
+        raise UsageError("--watch applies changes as they happen on this machine; it does not combine with --ray")
     summary: IngestSummary
     try:
-        if json_out or not sys.stderr.isatty():
+        if watch:
+            from ingest.watch import watch_paths
+
+            watch_paths(paths, settings, log=lambda line: typer.echo(line), groups=_split(groups),
+                        debounce_ms=debounce_ms)
+            return
+        if use_ray:
+            from ingest.ray_ingest import ingest_with_ray
+
+            summary = ingest_with_ray(paths, settings, prune=prune, address=ray_address or settings.ingest.ray_address,
+                                      groups=_split(groups))
+        elif json_out or not sys.stderr.isatty():
             summary = ingest_paths(paths, settings, prune=prune, groups=_split(groups))
         else:
             summary = _with_progress_bar(paths, settings, prune, err, _split(groups))
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: files committed so far are kept; run the same command to resume")
+        if watch:
+            err.print("[yellow]stopped watching[/]: the collection is consistent; run the same command to resume")
+        else:
+            err.print("[yellow]interrupted[/]: files committed so far are kept; run the same command to resume")
         raise typer.Exit(130) from None
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
@@ -112,12 +150,15 @@ def _print_summary(s: object, console: object) -> None:
         ("pruned files", s.pruned_files),
         ("chunks added", s.chunks_added),
         ("chunks removed", s.chunks_removed),
+        ("chunks embedded (the rest from the cache)", s.embedded),
         ("chunks in collection", "-" if s.chunks_total is None else s.chunks_total),
         ("pages read by OCR", s.ocr_pages),
         ("seconds", f"{s.seconds:.1f}"),
     ]:
         table.add_row(label, str(value))
     console.print(table)  # type: ignore[attr-defined]
+    if s.cancelled:
+        console.print("[yellow]cancelled[/]: files committed so far are kept; run the same command to resume")  # type: ignore[attr-defined]
     if s.cleaned_up:
         cleaned = Table("file", "what happened", title="cleaned up", title_justify="left")
         for f in s.cleaned_up:
@@ -144,7 +185,6 @@ def demo_command(
     """The whole product in one command: ingest sample documents, start the embedded LLM, ask cited questions."""
     from ingest.pipeline import ingest_paths
     from rag.commands import stream_answer
-    from rag.errors import UsageError
     from rag.wiring import Wiring
 
     if not path.is_dir():

@@ -296,3 +296,43 @@ def _ignored(path: Path, rules: list[tuple[Path, str]]) -> bool:
         if fnmatch.fnmatchcase(path.name, pattern) or fnmatch.fnmatchcase(rel, pattern):
             return True
     return False
+
+
+def included(path: Path, roots: Sequence[Path], include: Sequence[str], *,
+             follow_symlinks_outside: bool = False) -> bool:  # fmt: skip
+    """Would ``discover(roots, include)`` list ``path``? For one changed file (``rag ingest --watch``) without
+    walking the whole tree: the same hidden-name, ``.ragignore``, type and symlink rules, read along the path from its
+    root (a ``.ragignore`` that cannot be read keeps its folder out, as in a walk).
+    """
+    path = Path(path)
+    patterns = [p.lower() for p in include]
+    if path.suffix.lower() not in LOADERS or not any(fnmatch.fnmatchcase(path.name.lower(), p) for p in patterns):
+        return False
+    for root in roots:
+        if path == root:
+            return True  # named on the command line
+        if root not in path.parents:
+            continue
+        rules: list[tuple[Path, str]] = []
+        here = root
+        try:
+            for part in path.relative_to(root).parts:
+                rules = rules + _ragignore(here)
+                here = here / part
+                if _hidden(part) or _ignored(here, rules):
+                    return False
+                if here.is_symlink() and not _follows(here, root, follow_symlinks_outside):
+                    return False
+        except OSError:
+            return False
+        return True
+    return False
+
+
+def _follows(link: Path, root: Path, follow_outside: bool) -> bool:
+    """Whether a walk of ``root`` reads what the symlink ``link`` points to (see the module docstring)."""
+    try:
+        target = Path(os.path.realpath(link, strict=True))
+    except OSError:
+        return False
+    return follow_outside and not _inside(target, root)

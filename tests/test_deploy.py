@@ -427,3 +427,22 @@ def test_the_api_listens_on_loopback_by_default_with_a_health_check() -> None:
     for name in ("api", "api-cluster"):
         assert services[name]["ports"] == ["127.0.0.1:8000:8000"]
         assert "/healthz" in " ".join(services[name]["healthcheck"]["test"])
+
+
+def test_the_watch_service_unit_runs_a_real_command() -> None:
+    """docs/rag-watch.service: its ExecStart is `rag ingest ... --watch` with options that exist, its settings are
+    real settings, and it stops with SIGINT (a clean stop, like Ctrl-C)."""
+    unit = (REPO / "docs" / "rag-watch.service").read_text()
+    fields = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    exec_start = fields["ExecStart"].split()
+    assert exec_start[0].endswith("/rag") and exec_start[1] == "ingest" and "--watch" in exec_start
+    _check_rag_command([a.replace("${RAG_DOCS}", "/srv/docs").replace("%i", "papers") for a in exec_start[1:]])
+    assert fields["KillSignal"] == "SIGINT"
+    env = [line.split("=", 2)[1:] for line in unit.splitlines() if line.startswith(("Environment=", "# Environment="))]
+    for name, _ in env:
+        if name.startswith("RAG_") and name != "RAG_DOCS":
+            parts = name.removeprefix("RAG_").lower().split("__")
+            model: Any = Settings
+            for part in parts:
+                assert part in model.model_fields, f"{name} is not a setting"
+                model = model.model_fields[part].annotation

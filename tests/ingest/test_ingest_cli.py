@@ -63,3 +63,9 @@ def test_unwritable_data_dir_exits_nonzero(tmp_path: Path) -> None:
     done = _rag("ingest", str(tmp_path / "ok.txt"), "--json", env_extra={"RAG_DATA_DIR": str(blocker)})
     assert done.returncode == 1
     assert "error" in json.loads(done.stdout)
+
+
+def test_watch_and_ray_do_not_combine(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("some text")
+    done = _rag("ingest", str(tmp_path), "--watch", "--ray")
+    assert done.returncode == 2 and "does not combine with --ray" in done.stderr
