@@ -9,7 +9,6 @@ Models and the pipeline are cached across reruns and sessions with ``st.cache_re
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from rag.errors import CollectionEmpty, CollectionNotFound, ConfigError, LLMErro
 from rag.policy import Principal, can, folder_allowed, parse_groups, readable, retrieval_filters
 from rag.types import Answer, Message
 from ui import access, render, services
+from ui.jobs import IngestJob
 from ui.uploads import save_uploads, upload_dir
 
 EMPTY_INDEX = "No documents yet: upload some in **Documents**."
@@ -271,6 +271,9 @@ def chat_tab(settings: Settings, docs: list[tuple[str, int]] | None, who: Princi
                     run_ingest(services.sample_documents(), settings)
         for msg in st.session_state.messages:
             show_message(msg)
+    job = st.session_state.get("ingest_job")
+    if job is not None and job.running:
+        st.caption("Indexing is running (progress and Cancel in **Documents**); answers use what is indexed so far.")
     question = st.chat_input("Ask a question about your documents")
     if question:
         with messages:
@@ -352,8 +355,7 @@ def add_documents(settings: Settings, who: Principal) -> None:
 def show_documents(settings: Settings, docs: list[tuple[str, int]] | None, who: Principal) -> None:
     for name, why in st.session_state.get("upload_rejected", ()):
         st.error(f"Upload failed for {name}: {why}", icon=":material/error:")
-    if st.session_state.get("last_summary"):
-        show_summary(st.session_state.last_summary)
+    job_panel()
 
     st.subheader(f"Indexed documents in {settings.collection}")
     if docs is None:
@@ -389,26 +391,61 @@ def show_documents(settings: Settings, docs: list[tuple[str, int]] | None, who: 
 
 
 def run_ingest(paths: list[Path], settings: Settings, groups: tuple[str, ...] = ()) -> None:
-    bar = st.progress(0.0, text="Starting…")
-    ctx = _script_ctx()
-
-    def progress(p: Any) -> None:
-        _attach(ctx)  # ingestion may report from worker threads
-        fraction = p.files_done / p.files_total if p.files_total else 1.0
-        bar.progress(min(fraction, 1.0), text=f"{p.files_done}/{p.files_total} files · {Path(p.current).name}")
-
-    _pipeline.clear()  # the index is about to change: let go of the open one
-    try:
-        extra = {"groups": groups} if groups else {}
-        summary = services.ingest(paths, settings, progress=progress, embedder=embedder_for(settings), **extra)
-    except RagError as e:
-        bar.empty()
-        st.error(f"Indexing failed: {e}", icon=":material/error:")
+    """Start indexing ``paths`` (labelled with the access ``groups``) as a background job; the Documents tab shows
+    its progress and a Cancel button."""
+    job = st.session_state.get("ingest_job")
+    if job is not None and job.running:
+        st.warning("An indexing job is running: wait for it, or cancel it in **Documents**.",
+                   icon=":material/hourglass:")
         return
-    bar.empty()
-    st.session_state.last_summary = summary
+    _pipeline.clear()  # the index is about to change: let go of the open one
+    embedder = embedder_for(settings)
+
+    def work(progress: Any, cancel: Any) -> Any:
+        extra = {"groups": groups} if groups else {}
+        return services.ingest(paths, settings, progress=progress, embedder=embedder, cancel=cancel, **extra)
+
+    st.session_state.ingest_job = IngestJob.start(work)
+    st.session_state.last_summary = None
     st.session_state.flash = None
-    st.rerun()  # redraw the document list and the chat's empty-index notice
+    st.rerun()  # draw the job's progress
+
+
+def job_panel() -> None:
+    """The running indexing job (progress, Cancel), or what the last one gave."""
+    if st.session_state.get("ingest_job") is not None:
+        _job_fragment()
+    error = st.session_state.get("ingest_error")
+    if error:
+        st.error(error, icon=":material/error:")
+    if st.session_state.get("last_summary"):
+        show_summary(st.session_state.last_summary)
+
+
+@st.fragment(run_every=0.5)
+def _job_fragment() -> None:
+    job: IngestJob | None = st.session_state.get("ingest_job")
+    if job is None:
+        return
+    if job.running:
+        p = job.progress
+        fraction = min(p.files_done / p.files_total, 1.0) if p.files_total else 0.0
+        verb = "Cancelling (finishing the batch in progress)" if job.cancel.is_set() else "Indexing"
+        name = Path(p.current).name if p.current else "…"
+        st.progress(fraction, text=f"{verb}: {p.files_done}/{p.files_total} files · {p.chunks_added} chunks · {name}")
+        if st.button("Cancel", key="cancel_ingest", icon=":material/cancel:", disabled=job.cancel.is_set(),
+                     help="Stop after the batch in progress: what is indexed stays, the rest is left as it was"):
+            job.cancel_now()
+            st.rerun(scope="fragment")
+        return
+    st.session_state.ingest_job = None
+    if job.error is not None:
+        st.session_state.ingest_error = f"Indexing failed: {job.error}"
+    else:
+        st.session_state.ingest_error = None
+        st.session_state.last_summary = job.summary
+    _pipeline.clear()  # reopen the index on the next question
+    st.rerun()  # the whole page: the document list and the chat's empty-index notice
 
 
 def show_summary(summary: Any) -> None:
@@ -416,6 +453,9 @@ def show_summary(summary: Any) -> None:
     problems = [*summary.failed, *getattr(summary, "skipped", ())]
     plural = "s" * (summary.files_seen != 1)
     total = getattr(summary, "chunks_total", None)
+    if getattr(summary, "cancelled", False):
+        st.warning("Cancelled: the files indexed before the cancel are kept, the others were left as they were. "
+                   "Index the same files or folder again to continue.", icon=":material/cancel:")
     (st.warning if problems else st.success)(
         f"Indexed {summary.files_seen} file{plural} in {summary.seconds:.1f} s: {summary.new} new, "
         f"{summary.changed} changed, {summary.unchanged} unchanged, {len(summary.failed)} failed"
@@ -435,27 +475,6 @@ def show_summary(summary: Any) -> None:
         st.markdown("**Not ingested**")
         # a static table: reasons can be long and should wrap, not hide in a cell of a scrolling grid
         st.table([{"file": Path(f.path).name, "reason": f.reason} for f in problems], hide_index=True)
-
-
-def _script_ctx() -> Any:
-    try:
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-        return get_script_run_ctx()
-    except ImportError:
-        return None
-
-
-def _attach(ctx: Any) -> None:
-    if ctx is None:
-        return
-    try:
-        from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
-
-        if get_script_run_ctx() is None:
-            add_script_run_ctx(threading.current_thread(), ctx)
-    except ImportError:
-        pass
 
 
 # ----------------------------------------------------------------------------------------------------- page

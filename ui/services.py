@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,10 +97,14 @@ def ingest(
     progress: Callable[[IngestProgress], None] | None,
     embedder: Embedder | None,
     groups: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> IngestSummary:
+    """Index ``paths`` (their chunks labelled with ``groups``); ``cancel`` stops the run at its next batch with a
+    consistent collection."""
     from ingest.pipeline import ingest_paths
 
-    return ingest_paths(list(paths), wiring(settings, embedder=embedder), progress=progress, groups=groups)
+    return ingest_paths(list(paths), wiring(settings, embedder=embedder), progress=progress, groups=groups,
+                        cancel=cancel)
 
 
 def list_documents(

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from rag.config import Settings
 from rag.identity import IdentityStore
 from tests.server.conftest import SECRET, SECRET_FILE, QuotingLLM, write_docs
-from tests.ui.test_ui_app import texts
+from tests.ui.test_ui_app import finish_jobs, texts
 
 APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
 PASSWORDS = {"admin": "admin-password-1", "alice": "alice-password-1", "bob": "bob-password-12",
@@ -118,6 +118,7 @@ def test_an_editor_uploads_into_her_folder_but_indexes_no_server_folder(world: d
     at.file_uploader[0].set_value([("../../x.md", b"# Parking\n\nOn level minus two.\n", "text/markdown")])
     at.button(key="FormSubmitter:upload-Upload and index").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at)  # indexing runs as a background job
     data = Path(world["settings"].data_dir)
     assert (data / "uploads" / "team" / "eve" / "x.md").is_file()
     assert not (data / "x.md").exists() and not (data / "uploads" / "x.md").exists()
@@ -137,6 +138,7 @@ def test_an_admin_indexes_folders_only_below_the_allowed_roots(world: dict[str, 
     folder.set_value(str(world["allowed"] / "policies"))
     at.button(key="FormSubmitter:folder-Index folder").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at)
     assert "travel.md" in list(at.dataframe[0].value["document"])
 
 

@@ -5,6 +5,7 @@ Real-pipeline runs of the same app are in ``test_ui_app_real.py``; a real browse
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ class FakeSummary:
     collection: str = "default"
     chunks_total: int | None = 7
     ocr_pages: int = 0
+    cancelled: bool = False
 
 
 @dataclass
@@ -79,14 +81,21 @@ class World:
     pipeline: FakePipeline = field(default_factory=FakePipeline)
     ingested: list[list[Path]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    slow_ingest: bool = False
 
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     w = World()
 
-    def fake_ingest(paths: Sequence[Path], settings: Any, *, progress: Any, embedder: Any) -> FakeSummary:
+    def fake_ingest(paths: Sequence[Path], settings: Any, *, progress: Any, embedder: Any,
+                    cancel: Any = None, groups: Any = ()) -> FakeSummary:
         w.ingested.append(list(paths))
+        if w.slow_ingest:  # a long job: it reports progress and stops only when cancelled
+            progress(type("P", (), {"files_done": 1, "files_total": 40, "current": str(paths[0]),
+                                    "chunks_added": 2})())  # fmt: skip
+            assert cancel.wait(30), "the Cancel button never reached the job"
+            return FakeSummary(files_seen=40, new=1, cancelled=True)
         failed = []
         for i, p in enumerate(paths, start=1):
             if p.name.endswith(".broken.pdf"):
@@ -118,6 +127,17 @@ def run_app() -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=30)
     at.run()
     assert not at.exception, at.exception
+    return at
+
+
+def finish_jobs(at: AppTest, timeout: float = 30) -> AppTest:
+    """Rerun the page until the background indexing job is over and its outcome is drawn."""
+    deadline = time.monotonic() + timeout
+    while at.session_state["ingest_job"] is not None if "ingest_job" in at.session_state else False:
+        assert time.monotonic() < deadline, "the indexing job did not finish"
+        time.sleep(0.1)
+        at.run()
+        assert not at.exception, at.exception
     return at
 
 
@@ -226,6 +246,7 @@ def test_empty_index_offers_the_sample_documents(world: World) -> None:
     [try_samples] = [b for b in at.main.button if b.label == "Try it on the sample documents"]
     try_samples.click().run()
     assert not at.exception, at.exception
+    finish_jobs(at)
     assert world.ingested == [services.sample_documents()]
     assert {p.name for p in world.ingested[0]} >= {"lppl.pdf", "Aardwolf.txt"}
     n = len(world.ingested[0])
@@ -241,6 +262,7 @@ def test_upload_is_saved_safely_indexed_and_listed(world: World, _isolated_data_
     ])  # fmt: skip
     at.button(key="FormSubmitter:upload-Upload and index").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at)
     uploads = _isolated_data_dir / "uploads" / "default"
     assert sorted(p.name for p in uploads.iterdir()) == ["Résumé.txt", "notes.md"]  # no traversal, unicode kept
     assert world.ingested == [[uploads / "notes.md", uploads / "Résumé.txt"]]
@@ -265,6 +287,7 @@ def test_failed_files_are_reported_with_their_reason(world: World, tmp_path: Pat
     folder_input.set_value(str(folder / "scan.broken.pdf"))
     at.button(key="FormSubmitter:folder-Index folder").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at)
     assert any("1 failed" in e.value for e in at.warning)
     failed = at.table[0].value
     assert list(failed["file"]) == ["scan.broken.pdf"]
@@ -304,6 +327,7 @@ def test_a_rejected_upload_stays_reported_beside_the_summary_of_the_others(
     ])  # fmt: skip
     at.button(key="FormSubmitter:upload-Upload and index").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at)
     assert [p.name for p in world.ingested[0]] == ["small.md"]
     assert any("Indexed 1 file" in e.value for e in at.success)
     assert any("Upload failed for big.txt" in e.value and "1 MB" in e.value for e in at.error), [
@@ -321,4 +345,27 @@ def test_upload_accepts_every_type_ingestion_reads(world: World) -> None:
                                    ("deck.pptx", b"PK fake", "application/octet-stream")])
     at.button(key="FormSubmitter:upload-Upload and index").click().run()
     assert not at.exception, at.exception
+    finish_jobs(at)
     assert any("Indexed 2 files" in e.value and "1 page read by OCR" in e.value for e in at.success)
+
+
+def test_a_running_job_shows_progress_and_can_be_cancelled(world: World, tmp_path: Path) -> None:
+    world.slow_ingest = True
+    (tmp_path / "big").mkdir()
+    at = run_app()
+    folder_input = [t for t in at.text_input if "folder" in t.label][0]
+    folder_input.set_value(str(tmp_path / "big"))
+    at.button(key="FormSubmitter:folder-Index folder").click().run()
+    assert not at.exception, at.exception
+    job = at.session_state["ingest_job"]
+    assert job is not None and job.running
+    deadline = time.monotonic() + 10
+    while job.progress.files_total == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.run()
+    assert any("Indexing: 1/40 files" in str(e.proto.text) for e in at.get("progress"))
+    at.button(key="cancel_ingest").click().run()
+    assert job.cancel.is_set()
+    finish_jobs(at)
+    assert any("Cancelled" in e.value for e in at.warning)
+    assert at.session_state["ingest_job"] is None

@@ -9,6 +9,7 @@ question with the LLM down shows the client's message instead of a traceback, an
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,12 @@ def test_real_upload_index_ask_with_llm_down_and_delete(
     )
     at.button(key="FormSubmitter:upload-Upload and index").click().run()
     assert not at.exception, at.exception
+    deadline = time.monotonic() + 240
+    while at.session_state["ingest_job"] is not None:  # indexing runs as a background job; the page polls it
+        assert time.monotonic() < deadline, "indexing did not finish"
+        time.sleep(0.2)
+        at.run()
+        assert not at.exception, at.exception
     summary = " ".join(e.value for e in at.warning)
     assert "2 files" in summary and "1 new" in summary and "1 failed" in summary
     failed = at.table[0].value
