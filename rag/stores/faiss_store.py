@@ -118,6 +118,33 @@ def _row_to_chunk(row: Sequence[Any]) -> Chunk:
     return Chunk(**values)
 
 
+@dataclasses.dataclass(frozen=True)
+class IvfPqParams:
+    """How the ``ivfpq`` index is shaped and searched (``RAG_STORE__IVF_*``, ``RAG_STORE__PQ_M``).
+
+    ``nlist`` / ``pq_m`` of 0 are chosen from the collection when the index is trained: about 4 * sqrt(n) lists
+    (at most n / 40, so each list centroid has enough training points) and one 8-bit sub-quantizer per 4 dimensions
+    (96 bytes per 384-d vector instead of 1,536). Measured on 1M clustered MiniLM-like vectors (docs/scaling.md):
+    48 bytes found 0.61 of the exact top 10 even after re-scoring 4x the candidates, 96 bytes with 16x re-scored
+    found 0.99, so those are the defaults.
+
+    >>> IvfPqParams().shape(10_000_000, 384)
+    (12649, 96)
+    """
+
+    nlist: int = 0
+    pq_m: int = 0
+    nprobe: int = 32
+    refine: int = 16  # candidates re-scored exactly from the stored vectors: k * refine (0: PQ scores as they are)
+    train_min: int = 20_000  # below this many vectors the index stays exact (flat); IVF-PQ is trained at a checkpoint
+    train_sample: int = 200_000
+
+    def shape(self, n: int, dim: int) -> tuple[int, int]:
+        nlist = self.nlist or int(min(65536, max(16, 4 * n**0.5, 1), max(16, n // 40)))
+        m = self.pq_m or next(d for d in range(max(1, dim // 4), 0, -1) if dim % d == 0)
+        return nlist, m
+
+
 class FaissStore:
     """A persistent FAISS collection (see the module docstring). Implements ``rag.types.VectorStore``."""
 
@@ -131,17 +158,19 @@ class FaissStore:
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = StoreSettings().hnsw_ef_search,
+        ivf: IvfPqParams | None = None,
         use_gpu: str = "auto",
         checkpoint_s: float = 60.0,
         lock_timeout_s: float = 10.0,
     ) -> None:
-        if index_kind not in ("flat", "hnsw"):
-            raise StoreError(f"unknown FAISS index kind {index_kind!r}; use 'flat' or 'hnsw'")
+        if index_kind not in ("flat", "hnsw", "ivfpq"):
+            raise StoreError(f"unknown FAISS index kind {index_kind!r}; use 'flat', 'hnsw' or 'ivfpq'")
         self.directory = Path(directory)
         self.dim = dim
         self.embedding_model = embedding_model
         self.index_kind = index_kind
         self._hnsw = (hnsw_m, hnsw_ef_construction, hnsw_ef_search)
+        self._ivf = ivf or IvfPqParams()
         self._use_gpu = use_gpu
         self._checkpoint_s = checkpoint_s
         self._lock_timeout_s = lock_timeout_s
@@ -149,7 +178,7 @@ class FaissStore:
         self._index: Any = None  # the CPU index, ids = chunks.vid
         self._gpu_index: Any = None
         self._index_gen = -1  # the committed generation the in-memory index reflects
-        self._dead: set[int] = set()  # HNSW tombstones: ids in the index that SQLite no longer has
+        self._dead: set[int] = set()  # HNSW / IVF-PQ tombstones: ids in the index that SQLite no longer has
         self._dirty = False  # in-memory index newer than the file on disk
         self._last_save = time.monotonic()
         self._lock_fd: int | None = None
@@ -252,8 +281,16 @@ class FaissStore:
             raise StoreError("the FAISS store needs faiss: pip install faiss-cpu (or faiss-gpu)") from e
         return faiss
 
-    def _new_index(self) -> Any:
+    @property
+    def _tombstones(self) -> bool:
+        """HNSW cannot remove vectors, and removing from IVF lists scans them all: both mark deletions instead."""
+        return self.index_kind in ("hnsw", "ivfpq")
+
+    def _new_index(self, live: int = 0) -> Any:
+        """An empty index; for ``ivfpq`` a trained one once ``live`` reaches ``ivf.train_min`` (exact before)."""
         faiss = self._faiss()
+        if self.index_kind == "ivfpq" and live >= self._ivf.train_min:
+            return self._trained_ivfpq(live)
         if self.index_kind == "hnsw":
             m, ef_construction, ef_search = self._hnsw
             inner = faiss.IndexHNSWFlat(self.dim, m, faiss.METRIC_INNER_PRODUCT)
@@ -263,6 +300,39 @@ class FaissStore:
         else:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         return index  # faiss' Python layer keeps the inner index alive as long as the wrapper
+
+    def _trained_ivfpq(self, live: int) -> Any:
+        """IVF-PQ trained on a sample of the collection's vectors (read from SQLite in one snapshot)."""
+        faiss = self._faiss()
+        nlist, m = self._ivf.shape(live, self.dim)
+        quantizer = faiss.IndexFlatIP(self.dim)
+        sample_n = min(live, max(nlist * 40, 256 * 40, self._ivf.train_sample))
+        step = max(1, live // sample_n)
+        rows = self._db.execute("SELECT vector FROM chunks WHERE vid % ? = 0 LIMIT ?", (step, sample_n)).fetchall()
+        sample = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+        nbits = min(8, max(1, int(np.log2(max(len(rows), 2)))))  # 8 once there are 256 points to train each code
+        index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)  # keeps quantizer
+        _log.info("training IVF-PQ (nlist %d, %d sub-quantizers) on %d of %d vectors", nlist, m, len(rows), live)
+        index.cp.niter = 10  # k-means iterations of the coarse quantizer (faiss' 25 cost 2.5x for no recall here)
+        index.train(np.ascontiguousarray(sample))
+        index.nprobe = self._ivf.nprobe
+        return index
+
+    def _index_ids(self, index: Any) -> np.ndarray:
+        faiss = self._faiss()
+        if hasattr(index, "id_map"):
+            return faiss.vector_to_array(index.id_map).astype(np.int64)
+        ivf = faiss.extract_index_ivf(index)
+        invlists, parts = ivf.invlists, []
+        for i in range(ivf.nlist):
+            n = invlists.list_size(i)
+            if n:
+                parts.append(faiss.rev_swig_ptr(invlists.get_ids(i), n).astype(np.int64).copy())
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    @property
+    def _is_ivf(self) -> bool:
+        return self._index is not None and not hasattr(self._index, "id_map")
 
     def _index_path(self, generation: int) -> Path:
         return self.directory / f"index-{self.index_kind}-{generation}.faiss"
@@ -292,28 +362,29 @@ class FaissStore:
     def _consistent(self, index: Any) -> bool:
         if index.d != self.dim:
             return False
-        ids = self._faiss().vector_to_array(index.id_map).astype(np.int64)
+        ids = self._index_ids(index)
         live = self._live_ids()
         if np.setdiff1d(live, ids, assume_unique=True).size:
             return False  # chunks the index lacks
         self._pending_dead = set(np.setdiff1d(ids, live, assume_unique=True).tolist())
-        return not self._pending_dead or self.index_kind == "hnsw"
+        return not self._pending_dead or self._tombstones
 
     def _set_index(self, index: Any, generation: int, *, dirty: bool) -> None:
         if self.index_kind == "hnsw":
             self._faiss().downcast_index(index.index).hnsw.efSearch = self._hnsw[2]
-            self._dead = set(getattr(self, "_pending_dead", set()))
-        else:
-            self._dead = set()
+        if not hasattr(index, "id_map"):
+            index.nprobe = self._ivf.nprobe
+        self._dead = set(getattr(self, "_pending_dead", set())) if self._tombstones else set()
         self._pending_dead = set()
         self._index, self._index_gen, self._dirty, self._gpu_index = index, generation, dirty, None
 
     def _rebuild(self) -> None:
         """A fresh index from the vectors in SQLite, read in one snapshot (no re-embedding)."""
-        index = self._new_index()
         self._db.execute("BEGIN")
         try:
             generation = self._generation()
+            live = int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+            index = self._new_index(live)
             cursor = self._db.execute("SELECT vid, vector FROM chunks ORDER BY vid")
             while rows := cursor.fetchmany(4096):
                 ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -347,7 +418,10 @@ class FaissStore:
             if self._index is None or not self._dirty:
                 return
             if self._dead and len(self._dead) > TOMBSTONE_REBUILD_FRACTION * self._index.ntotal:
-                self._rebuild()  # HNSW tombstones took over: start from the live vectors only
+                self._rebuild()  # tombstones took over: start from the live vectors only
+            elif (self.index_kind == "ivfpq" and not self._is_ivf
+                  and self._index.ntotal - len(self._dead) >= self._ivf.train_min):
+                self._rebuild()  # enough vectors to train IVF-PQ: it replaces the exact index
             final = self._index_path(self._index_gen)
             tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
             try:
@@ -422,7 +496,7 @@ class FaissStore:
     def _remove_from_index(self, vids: list[int]) -> None:
         if not vids:
             return
-        if self.index_kind == "hnsw":
+        if self._tombstones:
             self._dead.update(vids)
         else:
             self._index.remove_ids(np.asarray(vids, dtype=np.int64))
@@ -447,9 +521,14 @@ class FaissStore:
                     return []
                 if allowed.size <= EXACT_FILTER_LIMIT:
                     return self._exact_subset(query[0], allowed, k)
-                scores, ids = self._faiss_search(query, k, allowed)
             else:
-                scores, ids = self._faiss_search(query, k, None)
+                allowed = None
+            if self._is_ivf and self._ivf.refine:
+                # PQ codes only rank candidates: the best k * refine are scored exactly from their stored vectors
+                _, ids = self._faiss_search(query, k * self._ivf.refine, allowed)
+                candidates = ids[ids >= 0]
+                return self._exact_subset(query[0], candidates, k) if candidates.size else []
+            scores, ids = self._faiss_search(query, k, allowed)
             return self._hits(scores, ids, k)
 
     def _faiss_search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -475,6 +554,9 @@ class FaissStore:
             scores, ids = self._search_index().search(query, min(k, index.ntotal))
         elif self.index_kind == "hnsw":
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self._hnsw[2], k))
+            scores, ids = index.search(query, min(k, index.ntotal), params=params)
+        elif self._is_ivf:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._ivf.nprobe)
             scores, ids = index.search(query, min(k, index.ntotal), params=params)
         else:
             scores, ids = index.search(query, min(k, index.ntotal), params=faiss.SearchParameters(sel=selector))
@@ -560,6 +642,8 @@ def open_faiss_store(settings: Settings, directory: Path, dim: int, embedding_mo
         hnsw_m=s.hnsw_m,
         hnsw_ef_construction=s.hnsw_ef_construction,
         hnsw_ef_search=s.hnsw_ef_search,
+        ivf=IvfPqParams(nlist=s.ivf_nlist, pq_m=s.pq_m, nprobe=s.ivf_nprobe, refine=s.ivf_refine,
+                        train_min=s.ivf_train_min),
         use_gpu=s.use_gpu,
         lock_timeout_s=s.lock_timeout_s,
     )

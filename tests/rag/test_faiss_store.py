@@ -33,7 +33,7 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["flat", "hnsw"])
+@pytest.fixture(params=["flat", "hnsw", "ivfpq"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -229,3 +229,68 @@ def test_gpu_faiss_search_matches_cpu(tmp_path: Path) -> None:
         cpu.upsert(_chunks(100), vecs)
         assert [h.chunk.id for h in gpu.search(vecs[4], k=5)] == [h.chunk.id for h in cpu.search(vecs[4], k=5)]
         assert gpu._gpu_index is not None
+
+
+def _clustered(n: int, seed: int) -> np.ndarray:
+    """Vectors around 40 centres (like text embeddings, unlike iid noise on which IVF/HNSW recall says little)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, DIM)).astype(np.float32)
+    v = centres[rng.integers(0, 40, n)] + 0.35 * rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_ivfpq_trains_once_big_enough_and_keeps_results_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import faiss
+
+    from rag.stores import faiss_store
+
+    ivf = faiss_store.IvfPqParams(train_min=1000, nlist=16, pq_m=4, nprobe=8, refine=4)
+    vecs = _clustered(3000, seed=11)
+    chunks = _chunks(1500, "/a.txt") + _chunks(1500, "/b.md", "md")
+    with _open(tmp_path, "ivfpq", ivf=ivf) as store:
+        for i in range(0, 3000, 500):
+            store.upsert(chunks[i : i + 500], vecs[i : i + 500])
+        assert not store._is_ivf  # exact until the checkpoint at close() trains it
+    (index_file,) = tmp_path.glob("index-ivfpq-*.faiss")
+    trained = faiss.read_index(str(index_file))
+    assert faiss.extract_index_ivf(trained).nlist == 16 and trained.ntotal == 3000
+
+    queries = _clustered(60, seed=12)
+    with _open(tmp_path, "ivfpq", ivf=ivf) as store:
+        found = 0
+        for q in queries:
+            hits = store.search(q, k=10)
+            exact = np.argsort(-(vecs @ q))[:10]
+            found += len({h.chunk.id for h in hits} & {chunks[i].id for i in exact})
+            best = int(exact[0])
+            if hits[0].chunk.id == chunks[best].id:  # scores are exact: re-scored from the stored vectors
+                assert hits[0].score == pytest.approx(float(vecs[best] @ q), abs=1e-5)
+        assert store._is_ivf  # the trained index file was loaded, not rebuilt
+        assert found / (10 * len(queries)) >= 0.9
+
+        assert store.delete_source("/a.txt") == 1500  # tombstones on the trained index
+        assert all(h.chunk.source == "/b.md" for h in store.search(vecs[3], k=20))
+        new = _clustered(5, seed=13)
+        store.upsert(_chunks(5, "/c.txt"), new)  # added to the trained lists
+        assert store.search(new[2], k=1)[0].chunk.id == "/c.txt#2"
+        monkeypatch.setattr(faiss_store, "EXACT_FILTER_LIMIT", 10)
+        hits = store.search(vecs[2000], k=5, filters={"file_type": "md"})  # a large allowed set: an IVF selector
+        assert len(hits) == 5 and all(h.chunk.file_type == "md" for h in hits)
+    with _open(tmp_path, "ivfpq", ivf=ivf) as store:  # tombstones found again from SQLite after a reopen
+        assert {h.chunk.source for h in store.search(vecs[3], k=30)} <= {"/b.md", "/c.txt"}
+        assert store.count() == 1505
+    for f in tmp_path.glob("index-*.faiss"):
+        f.write_bytes(b"garbage")
+    with _open(tmp_path, "ivfpq", ivf=ivf) as store:  # damaged: trained again from SQLite
+        assert store.search(new[4], k=1)[0].chunk.id == "/c.txt#4" and store._is_ivf
+
+
+def test_ivfpq_is_a_setting(tmp_path: Path) -> None:
+    from rag.stores import open_store
+
+    settings = Settings(store={"faiss_index": "ivfpq", "ivf_nprobe": 5, "ivf_refine": 2, "ivf_train_min": 300})
+    store = open_store(settings, tmp_path, DIM, "model-x")
+    try:
+        assert store._ivf.nprobe == 5 and store._ivf.refine == 2 and store._ivf.train_min == 300  # type: ignore[attr-defined]
+    finally:
+        store.close()
