@@ -100,7 +100,13 @@ def ingest_command(
 
 
 def _split(groups: str | None) -> list[str]:
-    return [g for g in (groups or "").split(",") if g.strip()]
+    """``--groups`` checked here, at the edge: a malformed name is a usage error (exit 2) before anything runs."""
+    from rag.policy import parse_groups
+
+    try:
+        return list(parse_groups(groups or ""))
+    except ValueError as e:
+        raise UsageError(f"--groups: {e}") from None
 
 
 def _with_progress_bar(paths: list[Path], settings: Settings, prune: bool, console: object,  # type: ignore[no-untyped-def]

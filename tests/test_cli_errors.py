@@ -99,6 +99,9 @@ def test_the_installed_entry_point_prints_no_traceback(tmp_path: Path) -> None:
 def test_runtime_errors_exit_1_and_usage_errors_exit_2(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["ingest", str(tmp_path / "no-such-folder")])
     assert missing.exit_code == 2 and "path not found" in missing.stderr
+    bad_group = CliRunner().invoke(app, ["ingest", str(tmp_path), "--groups", "HR,bad name!"])
+    assert bad_group.exit_code == 2 and "--groups: invalid group name 'bad name!'" in bad_group.stderr
+    assert not (tmp_path / "rag-data" / "collections").exists()  # refused before anything was written
     unknown = CliRunner().invoke(app, ["search", "x", "--collection", "typo"])
     assert unknown.exit_code == 2 and "no collection 'typo'" in unknown.stderr
     (tmp_path / "rag-data").mkdir(exist_ok=True)
