@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -300,8 +301,8 @@ def _process(run: _Run, todo: list[_Candidate], embedder: Embedder | None, embed
     run.collection.acquire_writer()  # before the cluster does any work: a second writer waits, or fails now
     by_source = {c.source: c for c in todo}
     items = [{"path": c.source, "groups": json.dumps(list(c.groups))} for c in todo]
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(cpus * 4, 1)))
-    ds = ds.flat_map(parse_rows, fn_kwargs={"spec": spec}, num_cpus=1)
+    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), max(cpus * 4, 1)))
+    ds = ds.flat_map(functools.partial(parse_rows, spec=spec), num_cpus=1)
     ds = ds.map_batches(
         EmbedActor, fn_constructor_args=(factory,), batch_size=GPU_EMBED_BATCH if gpus else CPU_EMBED_BATCH,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0,

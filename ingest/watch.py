@@ -29,8 +29,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ingest.access import GROUPS_FILE
 from ingest.discover import included
@@ -97,7 +99,7 @@ def watch_paths(
             on_batch(batch)
 
 
-def apply_changes(changes: set[tuple[object, str]], roots: Sequence[Path], wiring: Wiring, include: Sequence[str],
+def apply_changes(changes: AbstractSet[tuple[Any, str]], roots: Sequence[Path], wiring: Wiring, include: Sequence[str],
                   log: Callable[[str], None], *, groups: Sequence[str] = ()) -> WatchBatch | None:  # fmt: skip
     """Ingest what was added or modified, remove what was deleted; one log line per file. None when nothing of
     ours changed (a hidden file, an ignored folder, an unsupported type)."""
@@ -144,17 +146,17 @@ def apply_changes(changes: set[tuple[object, str]], roots: Sequence[Path], wirin
         failed = [(f.path, f.reason) for f in summary.failed]
         bad = {p for p, _ in failed}
         after = wiring.collection().manifest.all()
-        for p in map(str, to_ingest):
-            if p in bad or p not in after:
+        for src in map(str, to_ingest):
+            if src in bad or src not in after:
                 continue
-            if p not in before:
-                added.append(p)
-                _stamp(log, f"added   {p} ({after[p].chunks} chunks)")
-            elif after[p].file_hash != known[p].file_hash or after[p].config_key != known[p].config_key:
-                changed.append(p)
-                _stamp(log, f"changed {p} ({after[p].chunks} chunks, {before[p]} removed)")
-        for p, why in failed:
-            _stamp(log, f"failed  {p}: {why}")
+            if src not in before:
+                added.append(src)
+                _stamp(log, f"added   {src} ({after[src].chunks} chunks)")
+            elif after[src].file_hash != known[src].file_hash or after[src].config_key != known[src].config_key:
+                changed.append(src)
+                _stamp(log, f"changed {src} ({after[src].chunks} chunks, {before[src]} removed)")
+        for src, why in failed:
+            _stamp(log, f"failed  {src}: {why}")
     if gone:
         removed = remove_files(gone, wiring)
         chunks_removed += removed
