@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.discover import FailedFile, discover
+from ingest.discover import Discovery, FailedFile, discover
 from ingest.formats.common import LoadOptions
 from ingest.parse import VANISHED, ParsedFile, ParseSpec, describe_error, iter_chunks
 from ingest.pool import Parser
@@ -517,6 +517,12 @@ def ingest_paths(
         run.close()
     if interrupted is not None:
         raise interrupted
+    return _summary(run, found, t0, cleaned=cleaned, cancelled=cancelled, chunks_total=chunks_total)
+
+
+def _summary(run: _Run, found: Discovery, t0: float, *, cleaned: tuple[FailedFile, ...], cancelled: bool,
+             chunks_total: int | None) -> IngestSummary:  # fmt: skip
+    """What a finished (or cancelled) run did: the local and the Ray paths end alike."""
     c = run.counts
     run.stages["total"] = time.perf_counter() - t0
     return IngestSummary(
@@ -530,7 +536,7 @@ def ingest_paths(
         pruned_files=c.pruned,
         seconds=time.perf_counter() - t0,
         skipped=tuple(found.skipped),
-        collection=settings.collection,
+        collection=run.settings.collection,
         chunks_total=chunks_total,
         cleaned_up=cleaned,
         ocr_pages=c.ocr_pages,

@@ -53,6 +53,7 @@ from ingest.pipeline import (
     _Candidate,
     _finish,
     _Run,
+    _summary,
     _Writer,
 )
 from rag.config import Settings
@@ -232,15 +233,7 @@ def ingest_with_ray(
         run.close()
     if interrupted is not None:
         raise interrupted
-    c = run.counts
-    run.stages["total"] = time.perf_counter() - t0
-    return IngestSummary(
-        files_seen=len(found.files), new=c.new, changed=c.changed, unchanged=c.unchanged, failed=tuple(c.failed),
-        chunks_added=c.chunks_added, chunks_removed=c.chunks_removed, pruned_files=c.pruned,
-        seconds=time.perf_counter() - t0, skipped=tuple(found.skipped), collection=settings.collection,
-        chunks_total=chunks_total, cleaned_up=cleaned, ocr_pages=c.ocr_pages, cancelled=cancelled,
-        embedded=c.embedded, stages=dict(run.stages),
-    )
+    return _summary(run, found, t0, cleaned=cleaned, cancelled=cancelled, chunks_total=chunks_total)
 
 
 def _hash_against_manifest(run: _Run, candidates: list[_Candidate]) -> list[_Candidate]:
