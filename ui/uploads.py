@@ -1,18 +1,5 @@
-"""Saving browser uploads safely: sanitized names, a size limit, one folder per collection.
-
-A browser sends whatever file name it likes (``../../etc/passwd``, ``C:\\x\\report.pdf``, control characters), so
-only the last path component survives, stripped of characters that are unsafe on common file systems. Unicode
-letters are kept: ``Résumé – 2024.pdf`` stays readable in the sources panel.
-
-Example::
-
-    >>> sanitize_filename("../../etc/passwd")
-    'passwd'
-    >>> sanitize_filename("C:\\\\Users\\\\me\\\\Résumé 2024.pdf")
-    'Résumé 2024.pdf'
-    >>> sanitize_filename("")
-    'upload'
-"""
+"""Saving browser uploads safely: sanitized names (``rag.filenames.sanitize_filename``: the last path component of
+whatever the browser sent, without unsafe characters), a size limit, one folder per collection."""
 
 from __future__ import annotations
 
