@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import StoreError
+from rag.transactions import transaction
 from rag.types import Embedder, Vector
 
 _SCHEMA = """
@@ -86,15 +87,9 @@ class EmbeddingCache:
 
     def put_many(self, hashes: Sequence[bytes], vectors: Vector) -> None:
         arr = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                     [(h, arr[i].tobytes()) for i, h in enumerate(hashes)])
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                 [(h, arr[i].tobytes()) for i, h in enumerate(hashes)])
 
     def __len__(self) -> int:
         with self._lock:

@@ -36,6 +36,7 @@ from typing import Any
 from rag.config import Settings
 from rag.errors import ConfigError, RagError, UsageError
 from rag.policy import ALL_COLLECTIONS, GRANTS, ROLES, Principal, Role, parse_groups
+from rag.transactions import transaction
 
 MIN_PASSWORD_LENGTH = 10
 MAX_FAILED_LOGINS = 5
@@ -141,13 +142,8 @@ class IdentityStore:
         try:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
+            with transaction(db, write=write):
                 yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
         finally:
             db.close()
 

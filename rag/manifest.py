@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import StoreError
+from rag.transactions import transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -154,14 +155,8 @@ class Manifest:
     def _transaction(self) -> Iterator[None]:
         # under the mutex: the connection is shared by threads (ingestion's writer thread, a server's readers), and
         # a second BEGIN on it while one is open would fail
-        with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._mutex, transaction(self._db):
+            yield
 
     def touch(self, source: str, size: int, mtime_ns: int) -> None:
         """Remember a new size/mtime for a file whose content hash did not change."""

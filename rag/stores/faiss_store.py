@@ -50,6 +50,7 @@ from rag.config import Settings, StoreSettings
 from rag.errors import StoreError
 from rag.filters import to_sql
 from rag.stores.common import check_query, check_vectors, dedupe_batch
+from rag.transactions import transaction
 from rag.types import Chunk, Filters, ScoredChunk, Vector
 
 _log = logging.getLogger(__name__)
@@ -231,13 +232,8 @@ class FaissStore:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # ---------------------------------------------------------------------------------------------------- locks
     def _acquire_writer(self) -> None:
