@@ -497,16 +497,25 @@ def ingest_paths(
     run.groups, run.keep_open = access, keep_open
     run.total = len(found.files)
     run.counts.failed.extend(found.failed)  # folders and links that could not be read
+    return _execute(run, found, t0, prune=prune, plan=run.plan, process=functools.partial(_process, run))
+
+
+def _execute(run: _Run, found: Discovery, t0: float, *, prune: bool,
+             plan: Callable[[list[Path]], list[_Candidate]],
+             process: Callable[[list[_Candidate]], None]) -> IngestSummary:  # fmt: skip
+    """A run from the scan to its summary, the local and the Ray paths alike: clean what a killed run left, ``plan``
+    what to do, ``process`` it (a cancel or Ctrl-C stops it, keeping what was committed), prune, bring the keyword
+    index up to date, close; then Ctrl-C is raised again, or the summary returned."""
     cancelled = False
-    interrupted: BaseException | None = None
+    interrupted: KeyboardInterrupt | None = None
     try:
         run.note("scanning")
         cleaned = run.clean_pending()
-        todo = run.plan(found.files)
+        todo = plan(found.files)
         run.stages["scan"] = time.perf_counter() - t0
         try:
             if todo:
-                _process(run, todo)
+                process(todo)
         except (Cancelled, KeyboardInterrupt) as e:
             cancelled = True
             interrupted = e if isinstance(e, KeyboardInterrupt) else None
@@ -517,12 +526,6 @@ def ingest_paths(
         run.close()
     if interrupted is not None:
         raise interrupted
-    return _summary(run, found, t0, cleaned=cleaned, cancelled=cancelled, chunks_total=chunks_total)
-
-
-def _summary(run: _Run, found: Discovery, t0: float, *, cleaned: tuple[FailedFile, ...], cancelled: bool,
-             chunks_total: int | None) -> IngestSummary:  # fmt: skip
-    """What a finished (or cancelled) run did: the local and the Ray paths end alike."""
     c = run.counts
     run.stages["total"] = time.perf_counter() - t0
     return IngestSummary(

@@ -46,14 +46,12 @@ from ingest.discover import discover
 from ingest.parse import ParsedFile, ParseSpec, file_sha256, iter_chunks, parse_file
 from ingest.pipeline import (
     EMBED_BUFFER,
-    Cancelled,
     IngestProgress,
     IngestSummary,
     _Batch,
     _Candidate,
-    _finish,
+    _execute,
     _Run,
-    _summary,
     _Writer,
 )
 from rag.config import Settings
@@ -203,37 +201,21 @@ def ingest_with_ray(
     run.groups = file_groups(found.files, paths, groups)
     run.total = len(found.files)
     run.counts.failed.extend(found.failed)  # folders and links that could not be read
-    cancelled = False
-    interrupted: KeyboardInterrupt | None = None
-    try:
-        run.note("scanning")
-        cleaned = run.clean_pending()
-        candidates = run.plan(found.files)
-        todo = _hash_against_manifest(run, candidates)
-        run.stages["scan"] = time.perf_counter() - t0
-        try:
-            if todo:
-                started = _connect(address)
-                try:
-                    t = time.perf_counter()
-                    _process(run, todo, embedder, embed_actors)
-                    run.stages["ray"] = time.perf_counter() - t
-                finally:
-                    if started:
-                        import ray
 
-                        ray.shutdown()
-        except (Cancelled, KeyboardInterrupt) as e:
-            cancelled = True
-            interrupted = e if isinstance(e, KeyboardInterrupt) else None
-        if prune and not cancelled:
-            run.prune({str(f) for f in found.files}, frozenset(f.path for f in found.skipped))
-        chunks_total = _finish(run)
-    finally:
-        run.close()
-    if interrupted is not None:
-        raise interrupted
-    return _summary(run, found, t0, cleaned=cleaned, cancelled=cancelled, chunks_total=chunks_total)
+    def on_ray(todo: list[_Candidate]) -> None:
+        started = _connect(address)
+        try:
+            t = time.perf_counter()
+            _process(run, todo, embedder, embed_actors)
+            run.stages["ray"] = time.perf_counter() - t
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+
+    return _execute(run, found, t0, prune=prune, plan=lambda files: _hash_against_manifest(run, run.plan(files)),
+                    process=on_ray)
 
 
 def _hash_against_manifest(run: _Run, candidates: list[_Candidate]) -> list[_Candidate]:
