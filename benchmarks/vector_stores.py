@@ -211,6 +211,17 @@ def run_one(store: str, data: str) -> dict[str, object]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def _single_queries(index, queries: np.ndarray, gt: np.ndarray) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
+    """Each query alone on a raw FAISS index: its latency (seconds) and its recall@K against ``gt``."""
+    lat, found = [], []
+    for q, truth in zip(queries, gt, strict=True):
+        t = time.perf_counter()
+        _, ids = index.search(q[None, :], K)
+        lat.append(time.perf_counter() - t)
+        found.append(len(set(ids[0].tolist()) & set(truth.tolist())) / K)
+    return lat, found
+
+
 def ef_sweep(data: str, efs: list[int]) -> list[dict[str, object]]:
     """Raw FAISS HNSW with the default m / ef_construction: recall@10 and p50 per ``efSearch`` (one build)."""
     import faiss
@@ -228,12 +239,7 @@ def ef_sweep(data: str, efs: list[int]) -> list[dict[str, object]]:
     rows = []
     for ef in efs:
         index.hnsw.efSearch = ef
-        lat, found = [], []
-        for q, truth in zip(queries, gt, strict=True):
-            t = time.perf_counter()
-            _, ids = index.search(q[None, :], K)
-            lat.append(time.perf_counter() - t)
-            found.append(len(set(ids[0].tolist()) & set(truth.tolist())) / K)
+        lat, found = _single_queries(index, queries, gt)
         rows.append({"data": data, "n": len(db), "ef_search": ef, "build_s": round(build_s, 1),
                      "p50_ms": round(float(np.percentile(np.array(lat) * 1000, 50)), 3),
                      "p95_ms": round(float(np.percentile(np.array(lat) * 1000, 95)), 3),
@@ -340,12 +346,7 @@ def flat_scale(n: int, work: Path) -> dict[str, object]:
         index.add(np.ascontiguousarray(vectors[s : s + 250_000]))
     build_s = time.perf_counter() - t0
     faiss.omp_set_num_threads(1)
-    lat, found = [], []
-    for q, truth in zip(queries, gt, strict=True):
-        t = time.perf_counter()
-        _, ids = index.search(q[None, :], K)
-        lat.append(time.perf_counter() - t)
-        found.append(len(set(ids[0].tolist()) & set(truth.tolist())) / K)
+    lat, found = _single_queries(index, queries, gt)
     row = {"n": n, "index": "Flat", "build_s": round(build_s, 1), "ram_mb": round(index.ntotal * DIM * 4 / 2**20),
            "p50_ms": round(float(np.percentile(np.array(lat) * 1000, 50)), 3),
            "recall_at_10": round(float(np.mean(found)), 4), "load_avg_1m": round(os.getloadavg()[0], 1)}
